@@ -1,0 +1,161 @@
+"""`Actor`, the `handler` decorator, and the handler table read from annotations.
+
+An actor is a plain class: construct it and call its handlers in a unit test,
+no bus needed. A supervisor attaches an `ActorContext` before ``on_start``, so
+handlers can publish and request without holding a reference to any actor.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._exceptions import DefinitionError, NotAttachedError
+from ._message import Message, encode
+
+if TYPE_CHECKING:
+    from ._bus import Bus
+
+__all__ = ["Actor", "ActorContext", "HandlerSpec", "handler", "handlers_of"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_R = TypeVar("_R")
+
+
+def handler(fn: _F) -> _F:
+    """Mark a method as the handler for the message type its first parameter is annotated with.
+
+    The return annotation is what a request to that message gets back (None: an
+    acknowledgement). Handlers may be ``async def`` (the usual case) or plain ``def``.
+    """
+    fn.__edabus_handler__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """One handler: the method, the message type it takes and what it returns."""
+
+    name: str
+    message_type: type[Message]
+    reply_type: Any
+    is_async: bool
+    function: Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ActorContext:
+    """What a running actor knows of its surroundings."""
+
+    bus: Bus
+    app: str
+    group: str
+    key: object
+    node_id: str
+
+
+class Actor:
+    """Base class of actors. Override the hooks you need; they do nothing by default.
+
+    A keyed actor is constructed as ``cls(key)``; singleton and pool actors as ``cls()``.
+    """
+
+    _edabus_context: ActorContext | None = None
+
+    async def on_start(self) -> None:
+        """Runs once, before the first message."""
+
+    async def on_stop(self) -> None:
+        """Runs once, when the actor stops (its node stops, or it is passivated)."""
+
+    async def on_failure(self, exc: BaseException, msg: Message) -> None:
+        """Runs when a handler raised ``exc`` while handling ``msg``."""
+
+    @property
+    def context(self) -> ActorContext:
+        """The running actor's context; raises `NotAttachedError` outside a supervisor."""
+        ctx = self._edabus_context
+        if ctx is None:
+            msg = f"{type(self).__name__} is not running under a supervisor, so it has no bus"
+            raise NotAttachedError(msg)
+        return ctx
+
+    async def publish(self, msg: Message, *, key: str | None = None) -> None:
+        """Publish a message from inside a handler."""
+        ctx = self.context
+        await ctx.bus.publish_raw(
+            key if key is not None else msg.key(),
+            encode(msg),
+            type_name=type(msg).__edabus_type__,
+        )
+
+    async def request(self, msg: Message, *, timeout: float = 5.0, reply_type: type[Any] | None = None) -> Any:
+        """Send a request from inside a handler and return the reply."""
+        return await self.context.bus.request(msg, timeout=timeout, reply_type=reply_type)
+
+
+def handlers_of(cls: type[Actor]) -> dict[type[Message], HandlerSpec]:
+    """The handler table of an actor class, keyed by message type; built once per class."""
+    cached: dict[type[Message], HandlerSpec] | None = cls.__dict__.get("__edabus_handlers__")
+    if cached is not None:
+        return cached
+    table: dict[type[Message], HandlerSpec] = {}
+    for name in dir(cls):
+        fn = getattr(cls, name, None)
+        if not callable(fn) or not getattr(fn, "__edabus_handler__", False):
+            continue
+        spec = _spec_for(cls, name, fn)
+        if spec.message_type in table:
+            other = table[spec.message_type].name
+            msg = (
+                f"{cls.__name__}: handlers {other!r} and {name!r} both take "
+                f"{spec.message_type.__name__}; one message type has one handler"
+            )
+            raise DefinitionError(msg)
+        table[spec.message_type] = spec
+    cls.__edabus_handlers__ = table  # type: ignore[attr-defined]
+    return table
+
+
+def _spec_for(cls: type[Actor], name: str, fn: Callable[..., Any]) -> HandlerSpec:
+    where = f"{cls.__name__}.{name}"
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:
+        msg = f"{where}: cannot resolve its annotations ({exc})"
+        raise DefinitionError(msg) from exc
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+    if len(params) != 1:
+        msg = f"{where}: a handler takes exactly one argument, the message (it takes {len(params)})"
+        raise DefinitionError(msg)
+    message_type = hints.get(params[0].name)
+    if not (isinstance(message_type, type) and issubclass(message_type, Message)):
+        msg = f"{where}: annotate the message parameter with an edabus.Message subclass (got {message_type!r})"
+        raise DefinitionError(msg)
+    reply_type = hints.get("return", type(None))
+    if reply_type is type(None):
+        reply_type = None
+    return HandlerSpec(
+        name=name,
+        message_type=message_type,
+        reply_type=reply_type,
+        is_async=inspect.iscoroutinefunction(fn),
+        function=fn,
+    )
+
+
+async def call_handler(spec: HandlerSpec, actor: Actor, msg: Message) -> Any:
+    """Run one handler on one message."""
+    if spec.is_async:
+        return await spec.function(actor, msg)
+    return spec.function(actor, msg)
+
+
+async def call_hook(hook: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+    """Run a lifecycle hook that may be sync or async."""
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        await result

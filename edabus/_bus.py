@@ -1,0 +1,418 @@
+"""The bus: one Zenoh session, seen from async code.
+
+`connect()` opens it; `Bus` publishes, requests, subscribes and watches
+liveliness. It knows nothing of actors. Zenoh calls back on its own threads;
+every callback here only queues or wakes the loop (`_bridge`), so nothing of
+ours runs on Zenoh's threads for long, and nothing runs after close.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar, overload
+
+import anyio
+import msgspec
+import structlog
+import zenoh
+
+from ._bridge import Inbox, Waker
+from ._config import make_config
+from ._exceptions import BusClosedError, NoRouteError, RemoteError, RequestTimeout
+from ._message import Message, decode_message, encode, message_type
+from ._wire import PREFIX, ErrorReply, Meta, barrier_key, decode_meta, encode_meta
+
+__all__ = ["Bus", "Envelope", "Subscription", "connect"]
+
+log = structlog.get_logger(__name__)
+
+_R = TypeVar("_R")
+_BLOCK = zenoh.CongestionControl.BLOCK
+_NIL = b"\xc0"  # msgpack nil: the payload of a reply from a handler that returned None
+_error_decoder = msgspec.msgpack.Decoder(ErrorReply)
+
+DEFAULT_REQUEST_TIMEOUT = 5.0
+
+
+class Envelope(NamedTuple):
+    """A message as it arrived: its key, raw payload and metadata."""
+
+    key: str
+    payload: bytes
+    meta: Meta
+
+
+def envelope_of(sample: zenoh.Sample) -> Envelope:
+    """Copy what we need out of a Zenoh sample (on Zenoh's thread)."""
+    attachment = sample.attachment
+    return Envelope(
+        str(sample.key_expr),
+        sample.payload.to_bytes(),
+        decode_meta(attachment.to_bytes() if attachment is not None else None),
+    )
+
+
+class _Replies:
+    """Collects the replies of one Zenoh query; settled on the loop thread."""
+
+    def __init__(self, decisive: Callable[[zenoh.Reply], bool] | None = None) -> None:
+        self.replies: list[zenoh.Reply] = []
+        self.final = False
+        self.changed = anyio.Event()
+        self._decisive = decisive
+        self._waker = Waker()
+
+    def on_reply(self, reply: zenoh.Reply) -> None:  # Zenoh's thread
+        self.replies.append(reply)
+        if self._decisive is not None and self._decisive(reply):
+            self._waker(self.changed.set)
+
+    def on_final(self) -> None:  # Zenoh's thread
+        self.final = True
+        self._waker(self.changed.set)
+
+    def callback(self) -> zenoh.handlers.Callback[zenoh.Reply]:
+        return zenoh.handlers.Callback(self.on_reply, self.on_final, indirect=False)
+
+
+def _is_decisive(reply: zenoh.Reply) -> bool:
+    """A reply that settles a request: an error, or an answer that is not a bare ack."""
+    ok = reply.ok
+    return ok is None or ok.payload.to_bytes() != _NIL
+
+
+class Subscription:
+    """Messages on a key expression, as an async iterator of `Envelope` batches or items."""
+
+    def __init__(self, bus: Bus, key_expr: str, capacity: int) -> None:
+        self.key_expr = key_expr
+        self._bus = bus
+        self._inbox: Inbox[Envelope] = Inbox(capacity)
+        self._pending: list[Envelope] = []
+        self._sub = bus.session.declare_subscriber(
+            key_expr, zenoh.handlers.Callback(self._on_sample, indirect=False)
+        )
+
+    def _on_sample(self, sample: zenoh.Sample) -> None:
+        self._inbox.push(envelope_of(sample))
+
+    async def receive_batch(self) -> list[Envelope]:
+        """The next batch of envelopes; [] once the subscription is closed."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            return batch
+        return await self._inbox.get_batch()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Envelope:
+        if not self._pending:
+            self._pending = await self._inbox.get_batch()
+            if not self._pending:
+                raise StopAsyncIteration
+            self._pending.reverse()
+        return self._pending.pop()
+
+    def close(self) -> None:
+        """Undeclare the subscriber; iteration ends after what was already queued."""
+        if self._sub is not None:
+            self._sub.undeclare()
+            self._sub = None
+            self._inbox.close()
+            self._bus._subscriptions.discard(self)  # noqa: SLF001 - the bus tracks what it must close
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Bus:
+    """One Zenoh session: publish, request, subscribe, liveliness.
+
+    Open it with `connect()`. Publishing uses reliable transport and congestion
+    control BLOCK: a slow receiver slows the publisher; nothing is dropped silently.
+    """
+
+    def __init__(self, session: zenoh.Session, *, node_id: str, drain_timeout: float) -> None:
+        self.session = session
+        self.node_id = node_id
+        self.drain_timeout = drain_timeout
+        self._ids = itertools.count(1)
+        self._closed = False
+        self._published = False
+        self._subscriptions: set[Subscription] = set()
+        # The inbox of the node hosted on this bus; a publisher on the loop waits for its room.
+        self.ingress: Inbox[Any] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the bus has been closed."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            msg = "the bus is closed"
+            raise BusClosedError(msg)
+
+    def next_meta(self, type_name: str, trace: str = "") -> Meta:
+        """Fresh metadata for a message this bus sends."""
+        return Meta(type=type_name, id=next(self._ids), sender=self.node_id, trace=trace, sent=time.time())
+
+    async def publish(self, msg: Message, *, key: str | None = None, trace: str = "") -> None:
+        """Publish a message on its key (or on ``key``), fire and forget."""
+        await self.publish_raw(
+            key if key is not None else msg.key(),
+            encode(msg),
+            type_name=type(msg).__edabus_type__,
+            trace=trace,
+        )
+
+    async def publish_raw(self, key: str, payload: bytes, *, type_name: str = "", trace: str = "") -> None:
+        """Publish raw payload bytes on a key, with edabus metadata."""
+        self.put(key, payload, encode_meta(self.next_meta(type_name, trace)))
+        ingress = self.ingress
+        if ingress is not None and ingress.over_capacity():
+            await ingress.wait_room()
+
+    def put(self, key: str, payload: bytes, attachment: bytes | None = None) -> None:
+        """The bare put: reliable, congestion control BLOCK. May block while the bus is congested."""
+        self._check_open()
+        try:
+            self.session.put(key, payload, attachment=attachment, congestion_control=_BLOCK)
+        except zenoh.ZError as exc:
+            if self.session.is_closed():
+                raise BusClosedError(str(exc)) from exc
+            raise
+        self._published = True
+
+    @overload
+    async def request(
+        self, msg: Message, *, reply_type: type[_R], timeout: float = ..., key: str | None = ..., trace: str = ...
+    ) -> _R: ...
+    @overload
+    async def request(
+        self, msg: Message, *, reply_type: None = ..., timeout: float = ..., key: str | None = ..., trace: str = ...
+    ) -> Any: ...
+    async def request(
+        self,
+        msg: Message,
+        *,
+        reply_type: type[Any] | None = None,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        key: str | None = None,
+        trace: str = "",
+    ) -> Any:
+        """Send a message as a request and return the handler's reply.
+
+        The reply is decoded as ``reply_type`` if given, else as the registered type
+        named in its metadata, else as plain msgpack data.
+
+        Raises:
+            RemoteError: the handler raised.
+            RequestTimeout: no reply within ``timeout`` seconds.
+            NoRouteError: no live group handles this key.
+        """
+        key = key if key is not None else msg.key()
+        payload, meta = await self.request_raw(
+            key, encode(msg), type_name=type(msg).__edabus_type__, timeout=timeout, trace=trace
+        )
+        if payload is None:
+            return None
+        cls = reply_type or message_type(meta.type)
+        if cls is None:
+            return msgspec.msgpack.decode(payload)
+        if isinstance(cls, type) and issubclass(cls, Message):
+            return decode_message(cls, payload)
+        return msgspec.msgpack.decode(payload, type=cls)
+
+    async def request_raw(
+        self,
+        key: str,
+        payload: bytes,
+        *,
+        type_name: str = "",
+        timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        trace: str = "",
+    ) -> tuple[bytes | None, Meta]:
+        """Send raw payload bytes as a request; the reply's payload (None for an ack) and metadata."""
+        self._check_open()
+        replies = _Replies(_is_decisive)
+        cancel = zenoh.CancellationToken()
+        try:
+            with anyio.fail_after(timeout + 1.0):
+                self.session.get(
+                    key,
+                    replies.callback(),
+                    target=zenoh.QueryTarget.ALL,
+                    consolidation=zenoh.ConsolidationMode.NONE,
+                    timeout=timeout,
+                    payload=payload,
+                    attachment=encode_meta(self.next_meta(type_name, trace)),
+                    cancellation_token=cancel,
+                )
+                while True:
+                    decisive = next((r for r in replies.replies if _is_decisive(r)), None)
+                    if decisive is not None:
+                        return _settle(decisive, key)
+                    if replies.final:
+                        break
+                    replies.changed = anyio.Event()
+                    if replies.final or any(_is_decisive(r) for r in replies.replies):
+                        continue
+                    await replies.changed.wait()
+        except TimeoutError:
+            raise RequestTimeout(f"no reply to the request on {key!r} within {timeout} s") from None
+        finally:
+            cancel.cancel()
+        if replies.replies:
+            return None, Meta()  # every handler acknowledged with None
+        msg = f"no live group handles requests on {key!r}"
+        raise NoRouteError(msg)
+
+    async def query(self, selector: str, *, timeout: float = 2.0, payload: bytes | None = None) -> list[zenoh.Reply]:
+        """Every reply to a query sent to all matching queryables, once the query is final."""
+        self._check_open()
+        replies = _Replies()
+        self.session.get(
+            selector,
+            replies.callback(),
+            target=zenoh.QueryTarget.ALL,
+            consolidation=zenoh.ConsolidationMode.NONE,
+            timeout=timeout,
+            payload=payload,
+        )
+        await _wait_final(replies)
+        return replies.replies
+
+    async def live_tokens(self, key_expr: str, *, timeout: float = 2.0) -> list[str]:
+        """The keys of the liveliness tokens alive now that match ``key_expr``."""
+        self._check_open()
+        replies = _Replies()
+        self.session.liveliness().get(key_expr, replies.callback(), timeout=timeout)
+        await _wait_final(replies)
+        return sorted(str(r.ok.key_expr) for r in replies.replies if r.ok is not None)
+
+    async def wait_for_token(self, key_expr: str, *, timeout: float) -> str:
+        """Wait until a liveliness token matching ``key_expr`` is alive; return its key."""
+        self._check_open()
+        inbox: Inbox[str] = Inbox(64)
+
+        def on_change(sample: zenoh.Sample) -> None:
+            if sample.kind == zenoh.SampleKind.PUT:
+                inbox.push(str(sample.key_expr))
+
+        sub = self.session.liveliness().declare_subscriber(
+            key_expr, zenoh.handlers.Callback(on_change, indirect=False), history=True
+        )
+        try:
+            with anyio.fail_after(timeout):
+                return (await inbox.get_batch(1))[0]
+        finally:
+            sub.undeclare()
+            inbox.close()
+
+    async def wait_for_group(self, app: str, group: str = "*", *, timeout: float = 10.0) -> str:
+        """Wait until a node hosting ``app``'s ``group`` is live (any group by default)."""
+        return await self.wait_for_token(f"{PREFIX}/member/{app}/{group}/*", timeout=timeout)
+
+    def subscribe(self, key_expr: str, *, capacity: int = 10_000) -> Subscription:
+        """Subscribe to a key expression; use as ``async with bus.subscribe(k) as sub: async for e in sub``."""
+        self._check_open()
+        sub = Subscription(self, key_expr, capacity)
+        self._subscriptions.add(sub)
+        return sub
+
+    async def drain(self, *, timeout: float | None = None) -> bool:
+        """Wait until every node has taken in what this bus sent before; False on timeout.
+
+        Zenoh's close() can lose a stream's tail (ZENOH_NOTES.md §10); a barrier
+        query on the data's priority is answered only after that data.
+        """
+        self._check_open()
+        replies = await self.query(f"{PREFIX}/node/*/barrier", timeout=timeout or self.drain_timeout)
+        return all(r.ok is not None for r in replies)
+
+    async def aclose(self) -> None:
+        """Drain what this bus published, then close the session. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._published and self.drain_timeout > 0:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(self.drain_timeout + 1.0):
+                    if not await self.drain():
+                        log.warning("bus.drain_incomplete", node=self.node_id)
+        finally:
+            self._closed = True
+            for sub in list(self._subscriptions):
+                sub.close()
+            self.session.close()
+            log.debug("bus.closed", node=self.node_id)
+
+
+async def _wait_final(replies: _Replies) -> None:
+    while not replies.final:
+        replies.changed = anyio.Event()
+        if replies.final:
+            break
+        await replies.changed.wait()
+
+
+def _settle(reply: zenoh.Reply, key: str) -> tuple[bytes | None, Meta]:
+    ok = reply.ok
+    if ok is not None:
+        attachment = ok.attachment
+        return ok.payload.to_bytes(), decode_meta(attachment.to_bytes() if attachment is not None else None)
+    raw = reply.err.payload.to_bytes() if reply.err is not None else b""
+    try:
+        err = _error_decoder.decode(raw)
+    except msgspec.MsgspecError:
+        text = raw.decode(errors="replace")
+        if text == "Timeout":
+            raise RequestTimeout(f"no reply to the request on {key!r} before Zenoh's timeout") from None
+        raise RemoteError("ZenohError", text, key) from None
+    raise RemoteError(err.type, err.message, key)
+
+
+@asynccontextmanager
+async def connect(
+    connect: str | Sequence[str] | None = None,
+    *,
+    listen: str | Sequence[str] | None = None,
+    config: str | Path | None = None,
+    mode: str | None = None,
+    node_id: str | None = None,
+    drain_timeout: float = 10.0,
+) -> AsyncIterator[Bus]:
+    """Open a bus; with no arguments, the embedded default (a peer that needs no router).
+
+    Args:
+        connect: router endpoint(s), e.g. ``"tcp/127.0.0.1:7447"``; makes this a client.
+        listen: endpoint(s) to listen on, so that other peers can connect here.
+        config: a Zenoh json5 config file, read first (multicast scouting is forced off).
+        mode: ``"peer"``, ``"client"`` or ``"router"``, overriding the default.
+        node_id: this bus's id on the wire (default: random).
+        drain_timeout: how long closing waits for nodes to take in what was published.
+    """
+    cfg = make_config(connect=connect, listen=listen, config=config, mode=mode)
+    try:
+        session = zenoh.open(cfg)
+    except zenoh.ZError as exc:
+        msg = f"cannot open a Zenoh session ({exc})"
+        raise BusClosedError(msg) from exc
+    bus = Bus(session, node_id=node_id or uuid.uuid4().hex[:12], drain_timeout=drain_timeout)
+    try:
+        # Learn the live groups before the first publish: a group's token is declared after
+        # its subscribers, and the reply comes after their declarations on the same link.
+        await bus.live_tokens(f"{PREFIX}/member/**")
+        log.debug("bus.opened", node=bus.node_id, mode=mode)
+        yield bus
+    finally:
+        await bus.aclose()

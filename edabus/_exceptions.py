@@ -1,0 +1,82 @@
+"""The exceptions edabus raises.
+
+Every error edabus raises derives from `EdabusError`::
+
+    EdabusError
+    ├── DefinitionError             a class or app is declared wrongly (raised at import)
+    │   └── KeyTemplateError        a message's key template is invalid
+    ├── KeyValueError               a field value cannot be placed in a key
+    ├── DecodeError                 a payload does not decode into its message type
+    ├── BusClosedError              the bus is closed, or was never opened
+    ├── NotAttachedError            an actor used the bus before any supervisor ran it
+    ├── NoRouteError                no live group serves a request's key
+    ├── RequestTimeout              no reply came before the deadline
+    └── RemoteError                 the handler that served a request raised
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BusClosedError",
+    "DecodeError",
+    "DefinitionError",
+    "EdabusError",
+    "KeyTemplateError",
+    "KeyValueError",
+    "NoRouteError",
+    "NotAttachedError",
+    "RemoteError",
+    "RequestTimeout",
+]
+
+
+class EdabusError(Exception):
+    """The base of every error edabus raises."""
+
+
+class DefinitionError(EdabusError, TypeError):
+    """A message, actor or app is declared wrongly; raised when the class is defined."""
+
+
+class KeyTemplateError(DefinitionError):
+    """A message's key template is invalid; the text names the class and the problem."""
+
+
+class KeyValueError(EdabusError, ValueError):
+    """A field value cannot stand in a key chunk (empty, or holds `/`, `*`, `$`, `?`, `#`)."""
+
+
+class DecodeError(EdabusError, ValueError):
+    """A payload is not msgpack, or does not fit its message type."""
+
+
+class BusClosedError(EdabusError, RuntimeError):
+    """The bus is closed (or not open yet)."""
+
+
+class NotAttachedError(EdabusError, RuntimeError):
+    """An actor tried to publish or request while no supervisor runs it on a bus."""
+
+
+class NoRouteError(EdabusError, LookupError):
+    """No live group serves the key a request was sent to, so no reply can come."""
+
+
+class RequestTimeout(EdabusError, TimeoutError):
+    """A request got no reply before its timeout."""
+
+
+class RemoteError(EdabusError):
+    """The handler that served a request raised; carries the remote type and message.
+
+    Attributes:
+        type_name: the name of the exception class raised by the remote handler.
+        message: ``str()`` of that exception.
+        key: the key the request was sent to.
+    """
+
+    def __init__(self, type_name: str, message: str, key: str = "") -> None:
+        super().__init__(f"{type_name}: {message}" + (f" (request to {key})" if key else ""))
+        self.type_name = type_name
+        self.message = message
+        self.key = key

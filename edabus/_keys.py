@@ -1,0 +1,131 @@
+"""Key templates: ``"bank/account/{account}/deposit"`` and what follows from one.
+
+A template is a Zenoh key expression whose chunks are either literal text or a
+``{field}`` placeholder that fills the whole chunk. From it come the
+subscription pattern (each placeholder becomes ``*``), the key for a given
+message, and the field values recovered from a received key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import zenoh
+
+from ._exceptions import KeyTemplateError, KeyValueError
+
+__all__ = ["KeyTemplate", "check_key_value"]
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_FORBIDDEN_IN_VALUE = frozenset("/*$?#")
+
+
+def check_key_value(field: str, value: object) -> str:
+    """Return ``value`` as a key chunk, or raise `KeyValueError` if it cannot be one."""
+    text = str(value)
+    if not text or text.startswith("@") or not _FORBIDDEN_IN_VALUE.isdisjoint(text):
+        msg = (
+            f"field {field!r} = {text!r} cannot stand in a key: it must be non-empty, "
+            "not start with '@', and hold none of '/', '*', '$', '?', '#'"
+        )
+        raise KeyValueError(msg)
+    return text
+
+
+class KeyTemplate:
+    """A parsed, validated key template.
+
+    Attributes:
+        template: the text as written, e.g. ``"bank/account/{account}/deposit"``.
+        pattern: the subscription key expression, e.g. ``"bank/account/*/deposit"``.
+        fields: the placeholder names, in order.
+    """
+
+    __slots__ = ("_chunks", "_positions", "fields", "pattern", "template")
+
+    def __init__(self, template: str, *, owner: str = "") -> None:
+        where = f"{owner}: " if owner else ""
+        if not isinstance(template, str) or not template:
+            msg = f"{where}key template must be a non-empty str, got {template!r}"
+            raise KeyTemplateError(msg)
+        chunks = template.split("/")
+        fields: list[str] = []
+        positions: list[int] = []
+        pattern_chunks: list[str] = []
+        for index, chunk in enumerate(chunks):
+            match = _PLACEHOLDER.fullmatch(chunk)
+            if match:
+                name = match.group(1)
+                if name in fields:
+                    msg = f"{where}key template {template!r} uses field {{{name}}} twice"
+                    raise KeyTemplateError(msg)
+                fields.append(name)
+                positions.append(index)
+                pattern_chunks.append("*")
+                continue
+            if "{" in chunk or "}" in chunk:
+                msg = (
+                    f"{where}key template {template!r}: chunk {chunk!r} is not valid; "
+                    "a {field} placeholder must fill a whole chunk between slashes"
+                )
+                raise KeyTemplateError(msg)
+            if "*" in chunk or "$" in chunk:
+                msg = (
+                    f"{where}key template {template!r} holds a wildcard ({chunk!r}); "
+                    "a message is published on one concrete key, so use a {field} placeholder"
+                )
+                raise KeyTemplateError(msg)
+            pattern_chunks.append(chunk)
+        pattern = "/".join(pattern_chunks)
+        try:
+            zenoh.KeyExpr(pattern)
+        except zenoh.ZError as exc:
+            msg = f"{where}key template {template!r} is not a valid Zenoh key expression: {exc}"
+            raise KeyTemplateError(msg) from exc
+        self.template = template
+        self.pattern = pattern
+        self.fields = tuple(fields)
+        self._chunks = tuple(chunks)
+        self._positions = tuple(positions)
+
+    def __repr__(self) -> str:
+        return f"KeyTemplate({self.template!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeyTemplate) and other.template == self.template
+
+    def __hash__(self) -> int:
+        return hash(self.template)
+
+    def format(self, values: Mapping[str, object]) -> str:
+        """The concrete key for these field values."""
+        if not self.fields:
+            return self.template
+        chunks = list(self._chunks)
+        for name, index in zip(self.fields, self._positions, strict=True):
+            chunks[index] = check_key_value(name, values[name])
+        return "/".join(chunks)
+
+    def format_obj(self, obj: object) -> str:
+        """The concrete key for an object whose attributes hold the fields."""
+        if not self.fields:
+            return self.template
+        chunks = list(self._chunks)
+        for name, index in zip(self.fields, self._positions, strict=True):
+            chunks[index] = check_key_value(name, getattr(obj, name))
+        return "/".join(chunks)
+
+    def parse(self, key: str) -> dict[str, str] | None:
+        """The field values in a concrete key, or None if the key does not fit."""
+        chunks = key.split("/")
+        if len(chunks) != len(self._chunks):
+            return None
+        for index, chunk in enumerate(self._chunks):
+            if index not in self._positions and chunks[index] != chunk:
+                return None
+        return {name: chunks[i] for name, i in zip(self.fields, self._positions, strict=True)}
+
+    def matches(self, key: str) -> bool:
+        """Whether a concrete key fits this template."""
+        return self.parse(key) is not None

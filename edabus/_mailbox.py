@@ -1,0 +1,87 @@
+"""`Mailbox`: a bounded FIFO between the node's dispatcher and an actor.
+
+A full mailbox makes `Mailbox.put` wait, which stops the dispatcher, which
+fills the node's inbox, which blocks Zenoh's receive path, which slows the
+publisher through congestion control BLOCK: memory stays bounded end to end.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+import anyio
+
+__all__ = ["Mailbox"]
+
+T = TypeVar("T")
+
+
+class Mailbox(Generic[T]):
+    """A bounded FIFO for one consumer task (or a pool of them)."""
+
+    __slots__ = ("_items", "_not_empty", "_not_full", "capacity", "peak")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            msg = f"mailbox capacity must be at least 1, got {capacity}"
+            raise ValueError(msg)
+        self.capacity = capacity
+        self.peak = 0
+        self._items: deque[T] = deque()
+        self._not_full: anyio.Event | None = None
+        self._not_empty: anyio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def full(self) -> bool:
+        """Whether the mailbox holds its capacity."""
+        return len(self._items) >= self.capacity
+
+    def put_nowait(self, item: T) -> None:
+        """Append an item; raises `anyio.WouldBlock` when full."""
+        items = self._items
+        if len(items) >= self.capacity:
+            raise anyio.WouldBlock
+        items.append(item)
+        if len(items) > self.peak:
+            self.peak = len(items)
+        if self._not_empty is not None:
+            self._not_empty.set()
+            self._not_empty = None
+
+    async def put(self, item: T) -> None:
+        """Append an item, waiting while the mailbox is full."""
+        while len(self._items) >= self.capacity:
+            if self._not_full is None:
+                self._not_full = anyio.Event()
+            await self._not_full.wait()
+        self.put_nowait(item)
+
+    def get_nowait(self) -> T:
+        """Take the oldest item; raises `anyio.WouldBlock` when empty."""
+        if not self._items:
+            raise anyio.WouldBlock
+        item = self._items.popleft()
+        if self._not_full is not None:
+            self._not_full.set()
+            self._not_full = None
+        return item
+
+    async def get(self) -> T:
+        """Take the oldest item, waiting while the mailbox is empty."""
+        while not self._items:
+            if self._not_empty is None:
+                self._not_empty = anyio.Event()
+            await self._not_empty.wait()
+        return self.get_nowait()
+
+    def drain(self) -> list[T]:
+        """Take everything at once (used when a group stops)."""
+        items = list(self._items)
+        self._items.clear()
+        if self._not_full is not None:
+            self._not_full.set()
+            self._not_full = None
+        return items

@@ -1,0 +1,182 @@
+"""`Message`: a msgspec Struct that knows the key it travels on.
+
+    class Deposit(edabus.Message, key="bank/account/{account}/deposit"):
+        account: str
+        amount: int
+
+The class keyword ``key=`` binds a `KeyTemplate` whose placeholders must be
+fields of type ``str`` or ``int``; ``name=`` sets the type name carried in the
+attachment (default: the class name). Every class is entered in a registry so a
+type can be found by name or by key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self, TypeVar
+
+import msgspec
+
+from ._exceptions import DecodeError, KeyTemplateError
+from ._keys import KeyTemplate
+
+__all__ = ["Message", "decode_message", "encode", "find_types_for_key", "message_type"]
+
+_M = TypeVar("_M", bound="Message")
+
+_registry: dict[str, type[Message]] = {}
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
+_KEY_FIELD_TYPES = (str, int, "str", "int")
+
+
+class _MessageMeta(msgspec.StructMeta):
+    """Takes the ``key=`` and ``name=`` class keywords off before msgspec sees them."""
+
+    def __new__(
+        mcls,
+        name: str,
+        bases: tuple[type, ...],
+        namespace: dict[str, Any],
+        *,
+        key: str | None = None,
+        type_name: str | None = None,
+        **kwargs: Any,
+    ) -> _MessageMeta:
+        cls = super().__new__(mcls, name, bases, namespace, **kwargs)
+        if not any(isinstance(base, _MessageMeta) for base in bases):
+            return cls  # Message itself
+        template = None
+        if key is not None:
+            template = KeyTemplate(key, owner=f"message {name}")
+            annotations = _field_annotations(cls)
+            for field in template.fields:
+                if field not in annotations:
+                    msg = (
+                        f"message {name}: key template {key!r} names {{{field}}}, "
+                        f"which is not a field of {name} (fields: {', '.join(annotations) or 'none'})"
+                    )
+                    raise KeyTemplateError(msg)
+                if annotations[field] not in _KEY_FIELD_TYPES:
+                    msg = (
+                        f"message {name}: key field {field!r} has type {annotations[field]!r}; "
+                        "a field in a key must be str or int"
+                    )
+                    raise KeyTemplateError(msg)
+        else:
+            template = getattr(cls, "__edabus_key__", None)
+        cls.__edabus_key__ = template  # type: ignore[attr-defined]
+        cls.__edabus_type__ = type_name or name  # type: ignore[attr-defined]
+        _registry[cls.__edabus_type__] = cls  # type: ignore[attr-defined,assignment]
+        return cls
+
+
+def _field_annotations(cls: type) -> dict[str, object]:
+    """Field name to type, falling back to the raw annotation when hints do not resolve."""
+    try:
+        return {f.name: f.type for f in msgspec.structs.fields(cls)}
+    except (NameError, TypeError):
+        raw: dict[str, object] = {}
+        for klass in reversed(cls.__mro__):
+            raw.update(getattr(klass, "__annotations__", {}))
+        return {name: raw[name] for name in cls.__struct_fields__ if name in raw}  # type: ignore[attr-defined]
+
+
+class Message(msgspec.Struct, metaclass=_MessageMeta):
+    """Base class of every message: a msgspec Struct, encoded as a msgpack map.
+
+    Class keywords:
+        key: the key template, e.g. ``"bank/account/{account}/deposit"``.
+            Leave it out for replies and for events published with an explicit key.
+        type_name: the type name sent in the attachment (default: the class name).
+    """
+
+    __edabus_key__: ClassVar[KeyTemplate | None]
+    __edabus_type__: ClassVar[str]
+
+    def key(self) -> str:
+        """The concrete key this message is published on."""
+        template = type(self).__edabus_key__
+        if template is None:
+            msg = f"{type(self).__name__} has no key template; publish it with an explicit key="
+            raise KeyTemplateError(msg)
+        return template.format_obj(self)
+
+    @classmethod
+    def from_bytes(cls, payload: bytes, key: str | None = None) -> Self:
+        """Decode a payload (and the fields in its key) into this type."""
+        return decode_message(cls, payload, key)
+
+
+def message_type(name: str) -> type[Message] | None:
+    """The message class registered under a type name, if any."""
+    return _registry.get(name)
+
+
+def find_types_for_key(key: str) -> list[type[Message]]:
+    """The registered message classes whose key template fits a concrete key."""
+    out = []
+    for cls in _registry.values():
+        template = cls.__edabus_key__
+        if template is not None and template.matches(key):
+            out.append(cls)
+    return out
+
+
+def encode(obj: object) -> bytes:
+    """The msgpack encoding of a message (a map keyed by field name) or any value."""
+    return _encoder.encode(obj)
+
+
+def decoder_for(cls: type[_M]) -> msgspec.msgpack.Decoder[_M]:
+    """The cached msgpack decoder for a type."""
+    decoder = _decoders.get(cls)
+    if decoder is None:
+        decoder = _decoders[cls] = msgspec.msgpack.Decoder(cls)
+    return decoder
+
+
+def decode_message(cls: type[_M], payload: bytes, key: str | None = None) -> _M:
+    """Decode ``payload`` as ``cls``; fields the key carries may be left out of the payload.
+
+    Raises `DecodeError` when the payload is not msgpack, does not fit the type, or
+    holds a key field whose value disagrees with the key it arrived on.
+    """
+    template = cls.__edabus_key__
+    try:
+        msg = decoder_for(cls).decode(payload)
+    except msgspec.ValidationError as exc:
+        if key is None or template is None or not template.fields:
+            raise DecodeError(f"{cls.__name__}: {exc}") from exc
+        msg = _decode_with_key_fields(cls, template, payload, key, exc)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
+    if key is not None and template is not None and template.fields:
+        values = template.parse(key)
+        if values is None:
+            raise DecodeError(f"{cls.__name__}: key {key!r} does not fit {template.template!r}")
+        for name, text in values.items():
+            if str(getattr(msg, name)) != text:
+                raise DecodeError(
+                    f"{cls.__name__}: field {name!r} = {getattr(msg, name)!r} "
+                    f"disagrees with the key {key!r}"
+                )
+    return msg
+
+
+def _decode_with_key_fields(
+    cls: type[_M], template: KeyTemplate, payload: bytes, key: str, first: Exception
+) -> _M:
+    """Slow path: fill key fields missing from the payload with the values in the key."""
+    values = template.parse(key)
+    try:
+        raw = msgspec.msgpack.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
+    if values is None or not isinstance(raw, dict):
+        raise DecodeError(f"{cls.__name__}: {first}") from first
+    for name, text in values.items():
+        raw.setdefault(name, text)
+    try:
+        return msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"{cls.__name__}: {exc}") from exc

@@ -1,0 +1,143 @@
+"""The wire contract beyond the payload: attachments, internal keys, system records.
+
+docs/wire-format.md is the prose version of this module; change both together.
+
+- Payload: the msgpack map of a message's fields (see `_message`).
+- Attachment (optional): the msgpack map of `Meta`.
+- Internal keys live under the verbatim chunk ``@edabus``, which no user
+  wildcard matches.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "PREFIX",
+    "CatalogEntry",
+    "ValidateRequest",
+    "DeadLetter",
+    "ErrorReply",
+    "Meta",
+    "NodeCatalog",
+    "barrier_key",
+    "catalog_key",
+    "dead_letter_key",
+    "decode_meta",
+    "encode_meta",
+    "member_key",
+    "stats_key",
+    "validate_key",
+]
+
+PREFIX = "@edabus"
+
+
+class Meta(msgspec.Struct, omit_defaults=True):
+    """Message metadata, carried in the Zenoh attachment as a msgpack map.
+
+    Every field is optional; a sender that is not edabus may omit the attachment.
+    ``id`` is unique per ``sender`` (a counter), so ``(sender, id)`` names a message.
+    """
+
+    type: str = ""
+    id: int = 0
+    sender: str = ""
+    trace: str = ""
+    sent: float = 0.0
+
+
+class ErrorReply(msgspec.Struct):
+    """The payload of an error reply to a request."""
+
+    type: str
+    message: str
+
+
+class DeadLetter(msgspec.Struct):
+    """A message no actor could handle, published on `dead_letter_key`."""
+
+    key: str
+    payload: bytes
+    error_type: str
+    error: str
+    app: str
+    group: str
+    node: str
+    type: str = ""
+    time: float = 0.0
+
+
+class CatalogEntry(msgspec.Struct):
+    """One message type a group on a node handles."""
+
+    type: str
+    key: str
+    pattern: str
+    app: str
+    group: str
+    reply: str = ""
+
+
+class ValidateRequest(msgspec.Struct):
+    """Ask a node to check fields against one of its message types (used by the CLI)."""
+
+    type: str
+    fields: dict[str, object]
+
+
+class NodeCatalog(msgspec.Struct):
+    """A node's answer to a catalog query: who it is and what it handles."""
+
+    node: str
+    entries: list[CatalogEntry]
+
+
+_meta_encoder = msgspec.msgpack.Encoder()
+_meta_decoder = msgspec.msgpack.Decoder(Meta)
+_EMPTY_META = Meta()
+
+
+def encode_meta(meta: Meta) -> bytes:
+    """The attachment bytes for ``meta``."""
+    return _meta_encoder.encode(meta)
+
+
+def decode_meta(attachment: bytes | None) -> Meta:
+    """The metadata in an attachment; an absent or unreadable attachment gives empty metadata."""
+    if not attachment:
+        return _EMPTY_META
+    try:
+        return _meta_decoder.decode(attachment)
+    except msgspec.MsgspecError:
+        return _EMPTY_META
+
+
+def member_key(app: str, group: str, node: str) -> str:
+    """The liveliness token of a group on a node; declared once the group can receive."""
+    return f"{PREFIX}/member/{app}/{group}/{node}"
+
+
+def barrier_key(node: str) -> str:
+    """A node's barrier queryable: its reply follows all data sent before the query."""
+    return f"{PREFIX}/node/{node}/barrier"
+
+
+def catalog_key(node: str) -> str:
+    """A node's catalog queryable, answered with a `NodeCatalog`."""
+    return f"{PREFIX}/node/{node}/catalog"
+
+
+def stats_key(node: str) -> str:
+    """A node's statistics queryable, answered with a list of `SupervisorStatistics`."""
+    return f"{PREFIX}/node/{node}/stats"
+
+
+def validate_key(node: str) -> str:
+    """A node's validation queryable: a `ValidateRequest` in, the canonical payload out."""
+    return f"{PREFIX}/node/{node}/validate"
+
+
+def dead_letter_key(app: str, group: str) -> str:
+    """Where a group publishes its dead letters."""
+    return f"{PREFIX}/deadletter/{app}/{group}"
