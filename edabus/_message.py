@@ -148,7 +148,7 @@ def decode_message(cls: type[_M], payload: bytes, key: str | None = None) -> _M:
         if key is None or template is None or not template.fields:
             raise DecodeError(f"{cls.__name__}: {exc}") from exc
         msg = _decode_with_key_fields(cls, template, payload, key, exc)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:  # bad UTF-8 surfaces as UnicodeDecodeError
         raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
     if key is not None and template is not None and template.fields:
         values = template.parse(key)
@@ -170,7 +170,7 @@ def _decode_with_key_fields(
     values = template.parse(key)
     try:
         raw = msgspec.msgpack.decode(payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:
         raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
     if values is None or not isinstance(raw, dict):
         raise DecodeError(f"{cls.__name__}: {first}") from first

@@ -346,12 +346,13 @@ class PoolSupervisor(Supervisor):
         self._indexes = itertools.count()
 
     async def _enqueue(self, work: Work) -> None:
-        if self._idle == 0 and len(self._workers) + self._starting < self.size:
+        await self._queue.put(work)
+        # Spawn while more messages wait than idle (or starting) workers can take, up to size.
+        while len(self._queue) > self._idle and len(self._workers) + self._starting < self.size:
             self._starting += 1
             self._idle += 1
             assert self._tg is not None  # noqa: S101 - attach() runs before any message
             self._tg.start_soon(self._worker, next(self._indexes))
-        await self._queue.put(work)
 
     async def _worker(self, index: int) -> None:
         try:

@@ -1,0 +1,291 @@
+"""The ``edabus`` command: router, run, publish, request, tail, demo."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import structlog
+import zenoh
+
+from ._app import App
+from ._bus import Bus, Envelope, connect
+from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
+from ._exceptions import EdabusError, RemoteError
+from ._logging import configure_logging
+from ._node import Node
+from ._wire import PREFIX, CatalogEntry, DeadLetter, NodeCatalog, ValidateRequest, encode_meta, validate_key
+
+__all__ = ["main"]
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+_catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
+_dead_letter_decoder = msgspec.msgpack.Decoder(DeadLetter)
+
+
+class UsageError(Exception):
+    """Bad input on the command line: printed, exit status 2."""
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)  # noqa: T201 - the CLI talks to its user
+
+
+def _stdout(text: str) -> None:
+    print(text, flush=True)  # noqa: T201 - the CLI's output
+
+
+async def _wait_for_signal() -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("cli.signal", signal=signal.Signals(signum).name)
+            return
+
+
+def _bus_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {"connect": args.connect or None, "config": args.config}
+
+
+# -- router -----------------------------------------------------------------------------------
+
+
+async def _cmd_router(args: argparse.Namespace) -> int:
+    listen = args.listen or ([] if args.config else [DEFAULT_ROUTER_ENDPOINT])
+    cfg = make_config(listen=listen or None, config=args.config, mode="router", connect=args.connect or None)
+    session = zenoh.open(cfg)
+    try:
+        log.info("router.started", listen=listen, zid=str(session.zid()))
+        await _wait_for_signal()
+    finally:
+        session.close()
+        log.info("router.stopped")
+    return EXIT_OK
+
+
+# -- run ----------------------------------------------------------------------------------------
+
+
+def load_app(target: str) -> App:
+    """Load ``module:attr`` or ``path/to/file.py:attr`` (attr defaults to ``app``)."""
+    spec, _, attr = target.partition(":")
+    attr = attr or "app"
+    if spec.endswith(".py") or os.sep in spec:
+        path = Path(spec).resolve()
+        if not path.is_file():
+            raise UsageError(f"no such file: {spec}")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None or module_spec.loader is None:
+            raise UsageError(f"cannot import {spec}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[path.stem] = module
+        module_spec.loader.exec_module(module)
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # like `python -m`: modules in the working directory
+        try:
+            module = importlib.import_module(spec)
+        except ImportError as exc:
+            raise UsageError(f"cannot import {spec!r}: {exc}") from exc
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise UsageError(f"{target}: {attr!r} is not an edabus.App (got {type(app).__name__})")
+    return app
+
+
+async def _cmd_run(args: argparse.Namespace) -> int:
+    apps = [load_app(target) for target in args.target]
+    async with (
+        connect(args.connect or None, listen=args.listen or None, config=args.config, node_id=args.node_id) as bus,
+        Node(bus, apps),
+    ):
+        await _wait_for_signal()
+    return EXIT_OK
+
+
+# -- publish / request --------------------------------------------------------------------------
+
+
+async def _catalog(bus: Bus, timeout: float) -> list[CatalogEntry]:
+    entries: list[CatalogEntry] = []
+    for reply in await bus.query(f"{PREFIX}/node/*/catalog", timeout=timeout):
+        if reply.ok is not None:
+            try:
+                entries.extend(_catalog_decoder.decode(reply.ok.payload.to_bytes()).entries)
+            except msgspec.MsgspecError:
+                continue
+    return entries
+
+
+async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes, str, bool]:
+    """The payload for ``text`` on ``key``: (payload, type name, whether a live group serves it)."""
+    try:
+        zenoh.KeyExpr(key)
+    except zenoh.ZError as exc:
+        raise UsageError(f"invalid key {key!r}: {exc}") from exc
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"invalid JSON: {exc}") from exc
+    if not isinstance(fields, dict):
+        raise UsageError("the message must be a JSON object of its fields")
+    entries = [e for e in await _catalog(bus, timeout) if zenoh.KeyExpr(e.pattern).intersects(zenoh.KeyExpr(key))]
+    if not entries:
+        return msgspec.msgpack.encode(fields), "", False
+    # Fill the fields the key carries, then let a node that knows the type validate it.
+    entry = entries[0]
+    from ._keys import KeyTemplate  # noqa: PLC0415
+
+    for name, value in (KeyTemplate(entry.key).parse(key) or {}).items():
+        fields.setdefault(name, value)
+    nodes = await bus.live_tokens(f"{PREFIX}/member/{entry.app}/{entry.group}/*", timeout=timeout)
+    node = nodes[0].rsplit("/", 1)[-1] if nodes else "*"
+    request = msgspec.msgpack.encode(ValidateRequest(type=entry.type, fields=fields))
+    for reply in await bus.query(validate_key(node), timeout=timeout, payload=request):
+        if reply.ok is not None:
+            return reply.ok.payload.to_bytes(), entry.type, True
+        if reply.err is not None:
+            err = msgspec.msgpack.decode(reply.err.payload.to_bytes())
+            detail = err.get("message", err) if isinstance(err, dict) else err
+            raise UsageError(f"the JSON does not fit {entry.type} ({entry.key}): {detail}")
+    return msgspec.msgpack.encode(fields), entry.type, True
+
+
+async def _cmd_publish(args: argparse.Namespace) -> int:
+    async with connect(**_bus_args(args)) as bus:
+        payload, type_name, served = await _prepare(bus, args.key, args.json, args.timeout)
+        bus.put(args.key, payload, encode_meta(bus.next_meta(type_name)))
+    if not served:
+        _stderr(f"warning: no live group serves {args.key!r}; the message went out with no listener")
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+async def _cmd_request(args: argparse.Namespace) -> int:
+    async with connect(**_bus_args(args)) as bus:
+        payload, type_name, _ = await _prepare(bus, args.key, args.json, args.timeout)
+        try:
+            reply, _meta = await bus.request_raw(args.key, payload, type_name=type_name, timeout=args.timeout)
+        except RemoteError as exc:
+            _stderr(f"error: {exc}")
+            return EXIT_FAIL
+    value = None if reply is None else msgspec.msgpack.decode(reply)
+    _stdout(msgspec.json.encode(value).decode())
+    return EXIT_OK
+
+
+# -- tail ---------------------------------------------------------------------------------------
+
+
+def _line(envelope: Envelope, *, dead_letters: bool) -> str:
+    if dead_letters:
+        try:
+            letter = _dead_letter_decoder.decode(envelope.payload)
+            return msgspec.json.encode(letter).decode()
+        except msgspec.MsgspecError:
+            pass
+    try:
+        fields: Any = msgspec.msgpack.decode(envelope.payload)
+    except msgspec.MsgspecError:
+        fields = {"undecodable": envelope.payload.hex()}
+    return msgspec.json.encode({"key": envelope.key, "type": envelope.meta.type or None, "fields": fields}).decode()
+
+
+async def _cmd_tail(args: argparse.Namespace) -> int:
+    key_expr = f"{PREFIX}/deadletter/**" if args.dead_letters else (args.key_expr or "**")
+    async with connect(**_bus_args(args)) as bus, bus.subscribe(key_expr) as sub, anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            await _wait_for_signal()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(stop_on_signal)
+        log.info("tail.started", key_expr=key_expr)
+        async for envelope in sub:
+            _stdout(_line(envelope, dead_letters=args.dead_letters))
+    return EXIT_OK
+
+
+async def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo  # noqa: PLC0415 - imports the example only when asked
+
+    return await run_demo()
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edabus", description="Python actors on a Zenoh bus.")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of the console renderer")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def bus_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--connect", action="append", metavar="ENDPOINT", help="router endpoint, e.g. tcp/127.0.0.1:7447")
+        p.add_argument("--config", metavar="FILE", help="a Zenoh json5 config file (multicast stays off)")
+
+    p = sub.add_parser("router", help="run a Zenoh router (multicast scouting off)")
+    p.add_argument("--listen", action="append", metavar="ENDPOINT", help=f"default {DEFAULT_ROUTER_ENDPOINT}")
+    bus_options(p)
+    p.set_defaults(handler=_cmd_router)
+
+    p = sub.add_parser("run", help="host apps until interrupted")
+    p.add_argument("target", nargs="+", help="MODULE:APP or path/to/file.py:APP")
+    p.add_argument("--listen", action="append", metavar="ENDPOINT", help="let other peers connect here")
+    p.add_argument("--node-id", help="this node's id (default: random)")
+    bus_options(p)
+    p.set_defaults(handler=_cmd_run)
+
+    for name, handler, text in (
+        ("publish", _cmd_publish, "publish one message given as JSON"),
+        ("request", _cmd_request, "send a request, print the reply as JSON"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("key", help="the concrete key, e.g. bank/account/a1/deposit")
+        p.add_argument("json", help='the fields as a JSON object, e.g. \'{"amount": 5}\'')
+        p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+        bus_options(p)
+        p.set_defaults(handler=handler)
+
+    p = sub.add_parser("tail", help="print each message on a key expression as a JSON line")
+    p.add_argument("key_expr", nargs="?", help="default ** (every user key)")
+    p.add_argument("--dead-letters", action="store_true", help="show dead letters instead")
+    bus_options(p)
+    p.set_defaults(handler=_cmd_tail)
+
+    p = sub.add_parser("demo", help="run the bank example in one process")
+    p.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``edabus`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    configure_logging(json=args.log_json, level=args.log_level)
+    try:
+        status: int = anyio.run(args.handler, args)
+    except UsageError as exc:
+        _stderr(f"error: {exc}")
+        return EXIT_USAGE
+    except EdabusError as exc:
+        _stderr(f"error: {exc}")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Fixtures shared by the suite: free ports, a router subprocess, reaped processes.
+
+Every Zenoh session here runs on 127.0.0.1 with multicast scouting off; every
+process a test starts is reaped by its fixture, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+import edabus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs on both anyio backends."""
+    return str(request.param)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, *, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            msg = f"process exited with {proc.returncode} before listening on {port}"
+            raise RuntimeError(msg)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)  # polling a port: there is no event to wait on
+    msg = f"nothing listens on 127.0.0.1:{port} after {timeout} s"
+    raise TimeoutError(msg)
+
+
+class Processes:
+    """Starts subprocesses with the test's Python and reaps all of them at teardown."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=kwargs.pop("stdout", subprocess.PIPE),  # type: ignore[arg-type]
+            stderr=kwargs.pop("stderr", subprocess.PIPE),  # type: ignore[arg-type]
+            **kwargs,  # type: ignore[call-overload]
+        )
+        self.started.append(proc)
+        return proc
+
+    def edabus(self, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start the ``edabus`` command line (as ``python -m edabus``)."""
+        return self.start(["-m", "edabus", *args], **kwargs)
+
+    def run(self, args: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess[bytes]:
+        """Run a process to completion (killed at the timeout)."""
+        proc = self.start(args)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            msg = f"{args} ran past {timeout} s; stderr: {err.decode(errors='replace')[-2000:]}"
+            raise AssertionError(msg) from None
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def stop(self, proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return int(proc.returncode)
+
+    def reap(self) -> None:
+        for proc in self.started:
+            self.stop(proc, timeout=5.0)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Start subprocesses; all are ended when the test ends, pass or fail."""
+    procs = Processes()
+    try:
+        yield procs
+    finally:
+        procs.reap()
+
+
+@pytest.fixture
+def router(processes: Processes) -> Iterator[str]:
+    """A router subprocess (``edabus router``) on a free loopback port; yields its endpoint."""
+    port = free_port()
+    endpoint = f"tcp/127.0.0.1:{port}"
+    proc = processes.edabus("router", "--listen", endpoint, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, proc=proc)
+    yield endpoint
+    processes.stop(proc)
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[edabus.Bus]:
+    """A bus on the embedded default: a peer that listens on nothing."""
+    async with edabus.connect() as opened:
+        yield opened
+
+
+async def eventually(predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition") -> None:
+    """Wait until ``predicate()`` holds, checking at every short tick, failing after ``timeout``."""
+    import anyio  # noqa: PLC0415
+
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.005)  # a tick of a condition poll with a deadline, not a settle

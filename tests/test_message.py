@@ -1,0 +1,105 @@
+"""Messages: the msgpack map on the wire, key fields, and payloads that do not decode."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import edabus
+from edabus import DecodeError
+from edabus._message import decode_message, encode, find_types_for_key, message_type
+
+
+class Reading(edabus.Message, key="sensors/{site}/{sensor}/reading"):
+    site: str
+    sensor: int
+    value: float
+    tags: list[str] = []
+    note: str | None = None
+
+
+class Reply(edabus.Message):
+    ok: bool
+
+
+SITE = st.text(alphabet="abcdefghij0123456789_-", min_size=1, max_size=10)
+READINGS = st.builds(
+    Reading,
+    site=SITE,
+    sensor=st.integers(min_value=0, max_value=2**40),
+    value=st.floats(allow_nan=False),
+    tags=st.lists(st.text(max_size=5), max_size=3),
+    note=st.none() | st.text(max_size=10),
+)
+
+
+@given(READINGS)
+def test_codec_round_trips(msg: Reading) -> None:
+    """Encoding a message and decoding it on its own key gives an equal message."""
+    assert decode_message(Reading, encode(msg), msg.key()) == msg
+
+
+@given(READINGS)
+def test_payload_is_a_map_by_field_name(msg: Reading) -> None:
+    """The payload is a plain msgpack map keyed by field name (the open wire contract)."""
+    raw = msgspec.msgpack.decode(encode(msg))
+    assert raw["site"] == msg.site
+    assert raw["sensor"] == msg.sensor
+    assert set(raw) <= set(Reading.__struct_fields__)
+
+
+def test_key_fields_may_be_left_out_of_the_payload() -> None:
+    """A raw publisher may send only the fields the key does not carry."""
+    payload = msgspec.msgpack.encode({"value": 1.5})
+    msg = decode_message(Reading, payload, "sensors/north/7/reading")
+    assert msg == Reading(site="north", sensor=7, value=1.5)
+
+
+def test_key_and_payload_must_agree() -> None:
+    """A key field whose payload value disagrees with the key is a decode error."""
+    payload = encode(Reading(site="south", sensor=7, value=1.0))
+    with pytest.raises(DecodeError, match="disagrees with the key"):
+        decode_message(Reading, payload, "sensors/north/7/reading")
+
+
+@given(st.binary(max_size=64))
+def test_garbage_bytes_raise_decode_error_only(payload: bytes) -> None:
+    """Any byte string either decodes or raises DecodeError, never another exception."""
+    try:
+        decode_message(Reading, payload, "sensors/north/7/reading")
+    except DecodeError:
+        pass
+
+
+@given(st.dictionaries(st.text(max_size=6), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=4) | st.none(), max_size=5))
+def test_wrong_schema_maps_raise_decode_error(fields: dict[str, object]) -> None:
+    """A msgpack map of the wrong shape raises DecodeError."""
+    try:
+        decode_message(Reading, msgspec.msgpack.encode(fields), "sensors/north/7/reading")
+    except DecodeError:
+        pass
+
+
+def test_messages_register_by_type_name_and_key() -> None:
+    """The registry finds a class by its type name and by a concrete key."""
+    assert message_type("Reading") is Reading
+    assert Reading in find_types_for_key("sensors/x/1/reading")
+    assert Reply.__edabus_key__ is None
+
+
+def test_type_name_keyword_overrides_the_class_name() -> None:
+    """type_name= sets the name carried in the attachment."""
+
+    class Renamed(edabus.Message, key="renamed/{x}", type_name="acme.Renamed"):
+        x: str
+
+    assert Renamed.__edabus_type__ == "acme.Renamed"
+    assert message_type("acme.Renamed") is Renamed
+
+
+def test_message_without_key_cannot_say_its_key() -> None:
+    """A keyless type asks for an explicit key when published."""
+    with pytest.raises(edabus.KeyTemplateError, match="explicit key"):
+        Reply(ok=True).key()

@@ -1,0 +1,48 @@
+"""The public API is what edabus.__all__ lists, and it changes only on purpose."""
+
+from __future__ import annotations
+
+import edabus
+
+EXPECTED = [
+    "Actor",
+    "ActorContext",
+    "App",
+    "Bus",
+    "BusClosedError",
+    "DeadLetter",
+    "DecodeError",
+    "DefinitionError",
+    "EdabusError",
+    "Envelope",
+    "GroupSpec",
+    "KeyTemplate",
+    "KeyTemplateError",
+    "KeyValueError",
+    "Message",
+    "Meta",
+    "NoRouteError",
+    "Node",
+    "NotAttachedError",
+    "RemoteError",
+    "RequestTimeout",
+    "Subscription",
+    "SupervisorStatistics",
+    "connect",
+    "handler",
+]
+
+
+def test_public_api_is_pinned() -> None:
+    """__all__ is sorted, complete and matches this list; every name exists."""
+    assert edabus.__all__ == EXPECTED
+    assert sorted(edabus.__all__) == edabus.__all__
+    for name in EXPECTED:
+        assert getattr(edabus, name) is not None
+
+
+def test_every_error_derives_from_edabus_error() -> None:
+    """One exception tree: every public error is an EdabusError."""
+    errors = [getattr(edabus, n) for n in EXPECTED if n.endswith(("Error", "Timeout"))]
+    assert errors
+    assert all(issubclass(e, edabus.EdabusError) for e in errors)
