@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["Actor", "ActorContext", "HandlerSpec", "handler", "handlers_of"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_R = TypeVar("_R")
 
 
 def handler(fn: _F) -> _F:

@@ -79,15 +79,17 @@ class App:
         self, actor_cls: type[Actor], *, key: str, name: str | None = None, mailbox_size: int = DEFAULT_MAILBOX_SIZE
     ) -> GroupSpec:
         """One ``actor_cls(key_value)`` per value of the message field ``key``, spawned on demand."""
-        return self._add(GroupSpec(self.name, name or actor_cls.__name__, "keyed", actor_cls, key=key,
-                                   mailbox_size=mailbox_size))
+        return self._add(
+            GroupSpec(self.name, name or actor_cls.__name__, "keyed", actor_cls, key=key, mailbox_size=mailbox_size)
+        )
 
     def singleton(
         self, actor_cls: type[Actor], *, name: str | None = None, mailbox_size: int = DEFAULT_MAILBOX_SIZE
     ) -> GroupSpec:
         """Exactly one ``actor_cls()``, spawned on the first message."""
-        return self._add(GroupSpec(self.name, name or actor_cls.__name__, "singleton", actor_cls,
-                                   mailbox_size=mailbox_size))
+        return self._add(
+            GroupSpec(self.name, name or actor_cls.__name__, "singleton", actor_cls, mailbox_size=mailbox_size)
+        )
 
     def pool(
         self,
@@ -98,8 +100,9 @@ class App:
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
     ) -> GroupSpec:
         """Up to ``size`` interchangeable ``actor_cls()`` workers; each message goes to one free worker."""
-        return self._add(GroupSpec(self.name, name or actor_cls.__name__, "pool", actor_cls, size=size,
-                                   mailbox_size=mailbox_size))
+        return self._add(
+            GroupSpec(self.name, name or actor_cls.__name__, "pool", actor_cls, size=size, mailbox_size=mailbox_size)
+        )
 
     def _add(self, spec: GroupSpec) -> GroupSpec:
         _check_name("group name", spec.name)

@@ -12,6 +12,7 @@ publisher on the loop waits with `Inbox.wait_room` instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -42,10 +43,9 @@ class Waker:
             self._call = trio.lowlevel.current_trio_token().run_sync_soon
 
     def __call__(self, fn: Callable[[], object]) -> None:
-        try:
+        # The loop may have finished (trio's RunFinishedError is a RuntimeError too).
+        with contextlib.suppress(RuntimeError):
             self._call(fn)
-        except RuntimeError:
-            pass  # the loop has finished (trio's RunFinishedError is a RuntimeError too)
 
 
 class Inbox(Generic[T]):

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, overload
+from typing import Any, NamedTuple, Self, TypeVar, overload
 
 import anyio
 import msgspec
@@ -25,7 +25,7 @@ from ._bridge import Inbox, Waker
 from ._config import make_config
 from ._exceptions import BusClosedError, NoRouteError, RemoteError, RequestTimeout
 from ._message import Message, decode_message, encode, message_type
-from ._wire import PREFIX, ErrorReply, Meta, barrier_key, decode_meta, encode_meta
+from ._wire import PREFIX, ErrorReply, Meta, decode_meta, encode_meta
 
 __all__ = ["Bus", "Envelope", "Subscription", "connect"]
 
@@ -94,9 +94,8 @@ class Subscription:
         self._bus = bus
         self._inbox: Inbox[Envelope] = Inbox(capacity)
         self._pending: list[Envelope] = []
-        self._sub = bus.session.declare_subscriber(
-            key_expr, zenoh.handlers.Callback(self._on_sample, indirect=False)
-        )
+        callback = zenoh.handlers.Callback(self._on_sample, indirect=False)
+        self._sub: zenoh.Subscriber[None] | None = bus.session.declare_subscriber(key_expr, callback)
 
     def _on_sample(self, sample: zenoh.Sample) -> None:
         self._inbox.push(envelope_of(sample))
@@ -127,7 +126,7 @@ class Subscription:
             self._inbox.close()
             self._bus._subscriptions.discard(self)  # noqa: SLF001 - the bus tracks what it must close
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -219,6 +218,7 @@ class Bus:
             RemoteError: the handler raised.
             RequestTimeout: no reply within ``timeout`` seconds.
             NoRouteError: no live group handles this key.
+
         """
         key = key if key is not None else msg.key()
         payload, meta = await self.request_raw(
@@ -400,6 +400,7 @@ async def connect(
         mode: ``"peer"``, ``"client"`` or ``"router"``, overriding the default.
         node_id: this bus's id on the wire (default: random).
         drain_timeout: how long closing waits for nodes to take in what was published.
+
     """
     cfg = make_config(connect=connect, listen=listen, config=config, mode=mode)
     try:

@@ -92,8 +92,8 @@ def load_app(target: str) -> App:
         sys.modules[path.stem] = module
         module_spec.loader.exec_module(module)
     else:
-        if os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())  # like `python -m`: modules in the working directory
+        if str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))  # like `python -m`: modules in the working directory
         try:
             module = importlib.import_module(spec)
         except ImportError as exc:
@@ -217,7 +217,7 @@ async def _cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _cmd_demo(args: argparse.Namespace) -> int:
+async def _cmd_demo(_args: argparse.Namespace) -> int:
     from ._demo import run_demo  # noqa: PLC0415 - imports the example only when asked
 
     return await run_demo()
@@ -233,7 +233,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def bus_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--connect", action="append", metavar="ENDPOINT", help="router endpoint, e.g. tcp/127.0.0.1:7447")
+        p.add_argument(
+            "--connect", action="append", metavar="ENDPOINT", help="router endpoint, e.g. tcp/127.0.0.1:7447"
+        )
         p.add_argument("--config", metavar="FILE", help="a Zenoh json5 config file (multicast stays off)")
 
     p = sub.add_parser("router", help="run a Zenoh router (multicast scouting off)")
@@ -254,7 +256,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("key", help="the concrete key, e.g. bank/account/a1/deposit")
-        p.add_argument("json", help='the fields as a JSON object, e.g. \'{"amount": 5}\'')
+        p.add_argument("json", help="the fields as a JSON object, e.g. '{\"amount\": 5}'")
         p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
         bus_options(p)
         p.set_defaults(handler=handler)

@@ -73,6 +73,7 @@ class RemoteError(EdabusError):
         type_name: the name of the exception class raised by the remote handler.
         message: ``str()`` of that exception.
         key: the key the request was sent to.
+
     """
 
     def __init__(self, type_name: str, message: str, key: str = "") -> None:

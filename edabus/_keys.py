@@ -40,6 +40,7 @@ class KeyTemplate:
         template: the text as written, e.g. ``"bank/account/{account}/deposit"``.
         pattern: the subscription key expression, e.g. ``"bank/account/*/deposit"``.
         fields: the placeholder names, in order.
+
     """
 
     __slots__ = ("_chunks", "_positions", "fields", "pattern", "template")

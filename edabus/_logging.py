@@ -11,7 +11,7 @@ __all__ = ["configure_logging"]
 
 
 def configure_logging(*, json: bool = False, level: str = "info") -> None:
-    """structlog to stderr: a console renderer for a terminal, JSON lines with ``json=True``."""
+    """Structlog to stderr: a console renderer for a terminal, JSON lines with ``json=True``."""
     renderer: structlog.types.Processor
     if json:
         renderer = structlog.processors.JSONRenderer()

@@ -45,8 +45,7 @@ class Mailbox(Generic[T]):
         if len(items) >= self.capacity:
             raise anyio.WouldBlock
         items.append(item)
-        if len(items) > self.peak:
-            self.peak = len(items)
+        self.peak = max(self.peak, len(items))
         if self._not_empty is not None:
             self._not_empty.set()
             self._not_empty = None

@@ -32,7 +32,7 @@ _KEY_FIELD_TYPES = (str, int, "str", "int")
 class _MessageMeta(msgspec.StructMeta):
     """Takes the ``key=`` and ``name=`` class keywords off before msgspec sees them."""
 
-    def __new__(
+    def __new__(  # noqa: PYI034 - a metaclass returns the new class, not Self
         mcls,
         name: str,
         bases: tuple[type, ...],
@@ -157,15 +157,12 @@ def decode_message(cls: type[_M], payload: bytes, key: str | None = None) -> _M:
         for name, text in values.items():
             if str(getattr(msg, name)) != text:
                 raise DecodeError(
-                    f"{cls.__name__}: field {name!r} = {getattr(msg, name)!r} "
-                    f"disagrees with the key {key!r}"
+                    f"{cls.__name__}: field {name!r} = {getattr(msg, name)!r} disagrees with the key {key!r}"
                 )
     return msg
 
 
-def _decode_with_key_fields(
-    cls: type[_M], template: KeyTemplate, payload: bytes, key: str, first: Exception
-) -> _M:
+def _decode_with_key_fields(cls: type[_M], template: KeyTemplate, payload: bytes, key: str, first: Exception) -> _M:
     """Slow path: fill key fields missing from the payload with the values in the key."""
     values = template.parse(key)
     try:

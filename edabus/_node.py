@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import msgspec
@@ -103,7 +103,7 @@ class Node:
         """A snapshot of every group's counters."""
         return [sup.statistics() for sup in self.supervisors.values()]
 
-    async def __aenter__(self) -> Node:
+    async def __aenter__(self) -> Self:
         if self.bus.ingress is not None:
             msg = "this bus already hosts a node; host every app in one Node"
             raise EdabusError(msg)
@@ -208,11 +208,13 @@ class Node:
             types = {t.__edabus_type__: t for sup in self.supervisors.values() for t in sup.handlers}
             message_type = types.get(request.type)
             if message_type is None:
-                raise LookupError(f"this node handles no message type named {request.type!r}")
+                query.reply_err(encode(ErrorReply("LookupError", f"no message type named {request.type!r} here")))
+                return
             msg = msgspec.convert(request.fields, message_type)
-            query.reply(query.key_expr, encode(msg))
-        except (msgspec.MsgspecError, LookupError) as exc:
+        except msgspec.MsgspecError as exc:
             query.reply_err(encode(ErrorReply(type=type(exc).__name__, message=str(exc))))
+            return
+        query.reply(query.key_expr, encode(msg))
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

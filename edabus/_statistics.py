@@ -20,6 +20,7 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
         mailbox_depth: messages waiting now, over all the group's mailboxes.
         mailbox_peak: the deepest any one mailbox of the group has been.
         handler_seconds: total time spent in handlers.
+
     """
 
     app: str

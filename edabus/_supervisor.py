@@ -82,7 +82,7 @@ class Supervisor:
         self.mailbox_size = mailbox_size
         self.handlers = handlers_of(actor_cls)
         if not self.handlers:
-            msg = f"{actor_cls.__name__} has no @edabus.handler methods, so {self.kind} group {name!r} would get nothing"
+            msg = f"{actor_cls.__name__} has no @edabus.handler methods: {self.kind} group {name!r} would get nothing"
             raise DefinitionError(msg)
         for message_type in self.handlers:
             if message_type.__edabus_key__ is None:
@@ -140,7 +140,7 @@ class Supervisor:
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_STOP_TIMEOUT_S):
                 await call_hook(instance.on_stop)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken hook must not stop the others
             self._log.exception("actor.on_stop_failed", key=key)
         self._log.info("actor.stopped", key=key)
 
@@ -152,12 +152,10 @@ class Supervisor:
             result = await call_handler(work.spec, instance, work.msg)
         except Exception as exc:  # noqa: BLE001 - a failing handler must not take the group down
             counters.failed += 1
-            self._log.warning(
-                "actor.failed", key=key, message=type(work.msg).__name__, error=repr(exc), exc_info=exc
-            )
+            self._log.warning("actor.failed", key=key, message=type(work.msg).__name__, error=repr(exc), exc_info=exc)
             try:
                 await call_hook(instance.on_failure, exc, work.msg)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a broken hook must not stop the group
                 self._log.exception("actor.on_failure_failed", key=key)
             if query is not None:
                 _reply_error(query, exc)
@@ -187,9 +185,7 @@ class Supervisor:
     def dead_letter(self, envelope: Envelope, exc: BaseException) -> None:
         """Publish a message no actor could handle on the group's dead-letter key; count and log it."""
         self._counters.dead_letters += 1
-        self._log.warning(
-            "message.dead_lettered", key=envelope.key, error_type=type(exc).__name__, error=str(exc)
-        )
+        self._log.warning("message.dead_lettered", key=envelope.key, error_type=type(exc).__name__, error=str(exc))
         if self._bus is None or self._bus.closed:
             return
         letter = DeadLetter(
@@ -205,7 +201,7 @@ class Supervisor:
         )
         try:
             self._bus.put(dead_letter_key(self.app, self.name), encode(letter))
-        except Exception:
+        except Exception:  # noqa: BLE001 - losing the letter is logged; the group goes on
             self._log.exception("message.dead_letter_failed", key=envelope.key)
 
     # -- statistics --------------------------------------------------------------------------
@@ -279,7 +275,7 @@ class KeyedSupervisor(Supervisor):
             if act.instance is None:
                 try:
                     act.instance = await self._spawn(act.key, *self._construct_args(act.key))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a failing constructor fails its messages only
                     self._log.exception("actor.spawn_failed", key=act.key)
                     self._actors.pop(act.key, None)
                     self.fail_queued(act.mailbox.drain(), exc)
@@ -321,10 +317,10 @@ class SingletonSupervisor(KeyedSupervisor):
         self._actors = {}
         self._peak = 0
 
-    def _key_of(self, msg: Message) -> object:
+    def _key_of(self, msg: Message) -> object:  # noqa: ARG002 - one actor, whatever the message
         return None
 
-    def _construct_args(self, key: object) -> tuple[object, ...]:
+    def _construct_args(self, key: object) -> tuple[object, ...]:  # noqa: ARG002 - a singleton takes no key
         return ()
 
 
@@ -357,7 +353,7 @@ class PoolSupervisor(Supervisor):
     async def _worker(self, index: int) -> None:
         try:
             instance = await self._spawn(index)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing constructor must not stop the pool
             self._log.exception("actor.spawn_failed", key=index)
             self._idle -= 1
             return

@@ -15,11 +15,11 @@ import msgspec
 __all__ = [
     "PREFIX",
     "CatalogEntry",
-    "ValidateRequest",
     "DeadLetter",
     "ErrorReply",
     "Meta",
     "NodeCatalog",
+    "ValidateRequest",
     "barrier_key",
     "catalog_key",
     "dead_letter_key",

@@ -39,7 +39,7 @@ class Audit(edabus.Message):
     withdrawals: int
 
 
-class InsufficientFunds(Exception):  # noqa: N818 - reads as the condition, like RequestTimeout
+class InsufficientFunds(Exception):
     """A withdrawal larger than the balance."""
 
 
@@ -91,11 +91,12 @@ app.singleton(AuditLog)
 
 
 async def main() -> None:
+    """Host the bank in this process, deposit, and ask for a balance."""
     async with edabus.connect() as bus, edabus.Node(bus, [app]):
         for account, amount in [("alice", 50), ("bob", 20), ("alice", 25)]:
             await bus.publish(Deposit(account=account, amount=amount))
         balance = await bus.request(GetBalance(account="alice"), reply_type=Balance)
-        print(f"alice holds {balance.amount}")  # noqa: T201 - an example prints its result
+        print(f"alice holds {balance.amount}")
 
 
 if __name__ == "__main__":

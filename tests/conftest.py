@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,20 +58,18 @@ class Processes:
     def __init__(self) -> None:
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, args: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    def start(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start ``python ARGS`` in the repository root; stdout and stderr piped unless given."""
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [sys.executable, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=kwargs.pop("stdout", subprocess.PIPE),  # type: ignore[arg-type]
-            stderr=kwargs.pop("stderr", subprocess.PIPE),  # type: ignore[arg-type]
-            **kwargs,  # type: ignore[call-overload]
+        proc: subprocess.Popen[bytes] = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, *args], cwd=ROOT, env=env, **kwargs
         )
         self.started.append(proc)
         return proc
 
-    def edabus(self, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
+    def edabus(self, *args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
         """Start the ``edabus`` command line (as ``python -m edabus``)."""
         return self.start(["-m", "edabus", *args], **kwargs)
 
@@ -133,10 +132,13 @@ async def bus() -> AsyncIterator[edabus.Bus]:
         yield opened
 
 
-async def eventually(predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition") -> None:
-    """Wait until ``predicate()`` holds, checking at every short tick, failing after ``timeout``."""
+async def eventually(predicate: Callable[[], bool], *, timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds, checking at every short tick, failing after ``timeout``.
+
+    For state that no event announces (another group's counters, another process).
+    """
     import anyio  # noqa: PLC0415
 
     with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.005)  # a tick of a condition poll with a deadline, not a settle
+        while not predicate():  # noqa: ASYNC110 - polling a condition with a deadline, not a settle
+            await anyio.sleep(0.005)

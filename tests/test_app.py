@@ -34,7 +34,7 @@ def test_a_group_needs_handlers() -> None:
     class Idle(edabus.Actor):
         pass
 
-    with pytest.raises(edabus.DefinitionError, match="no @edabus.handler"):
+    with pytest.raises(edabus.DefinitionError, match=r"no @edabus\.handler"):
         edabus.App("a").singleton(Idle)
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 from structlog.testing import capture_logs
@@ -58,7 +59,7 @@ class Counter(edabus.Actor):
     async def add(self, msg: Add) -> None:
         concurrency["now"] += 1
         concurrency["max"] = max(concurrency["max"], concurrency["now"])
-        await anyio.sleep(0)  # yield: a second message must still wait for this one
+        await anyio.lowlevel.checkpoint()  # yield: a second message must still wait for this one
         self.total += msg.n
         self.seen.append(msg.n)
         concurrency["now"] -= 1
@@ -107,7 +108,8 @@ async def test_keyed_actors_spawn_on_demand_one_per_key() -> None:
     spawned = [e for e in logs if e["event"] == "actor.spawned"]
     assert sorted(e["key"] for e in spawned) == ["k0", "k1", "k2"]
     assert all(e["group"] == "Counter" and e["app"] == "sup" for e in spawned)
-    assert sorted(events) == sorted([("start", k) for k in ("k0", "k1", "k2")] + [("stop", k) for k in ("k0", "k1", "k2")])
+    keys = ("k0", "k1", "k2")
+    assert sorted(events) == sorted([("start", k) for k in keys] + [("stop", k) for k in keys])
 
 
 async def test_one_message_at_a_time_in_arrival_order() -> None:
@@ -183,7 +185,7 @@ async def test_garbage_payload_is_dead_lettered_and_the_actor_keeps_going() -> N
     assert {d.key for d in dead} == {"sup/counter/g/add"}
     assert {d.error_type for d in dead} == {"DecodeError"}
     assert dead[0].payload == b"\xc1 not msgpack"
-    assert dead[0].app == "sup" and dead[0].group == "Counter" and dead[0].node == bus.node_id
+    assert (dead[0].app, dead[0].group, dead[0].node) == ("sup", "Counter", bus.node_id)
     assert len([e for e in logs if e["event"] == "message.dead_lettered"]) == 2
 
 
