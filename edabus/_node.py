@@ -52,6 +52,7 @@ __all__ = ["Node"]
 log = structlog.get_logger(__name__)
 
 DEFAULT_INBOX_SIZE = 10_000
+DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages finish
 _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
 
 
@@ -74,8 +75,17 @@ def _query_envelope(query: zenoh.Query) -> Envelope:
 class Node:
     """Hosts apps on a bus: ``async with Node(bus, [app]) as node: ...``."""
 
-    def __init__(self, bus: Bus, apps: Sequence[App], *, inbox_size: int = DEFAULT_INBOX_SIZE) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        apps: Sequence[App],
+        *,
+        inbox_size: int = DEFAULT_INBOX_SIZE,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+    ) -> None:
         self.bus = bus
+        self.stop_timeout = stop_timeout
+        self._dispatching = False
         self.apps = tuple(apps)
         self.supervisors: dict[tuple[str, str], Supervisor] = {
             (spec.app, spec.name): spec.build() for app in self.apps for spec in app.groups
@@ -119,7 +129,8 @@ class Node:
             for app, group in self.supervisors:
                 self._tokens.append(self.bus.session.liveliness().declare_token(member_key(app, group, self.node_id)))
         except BaseException:
-            await self._shutdown()
+            self._withdraw()
+            tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
             raise
         log.info("node.started", node=self.node_id, groups=[f"{a}/{g}" for a, g in self.supervisors])
@@ -160,11 +171,13 @@ class Node:
     async def _dispatch(self, inbox: Inbox[tuple[Any, Envelope | None, zenoh.Query | None]]) -> None:
         """Hand every arrival to its group, in arrival order; control queries are answered here."""
         while batch := await inbox.get_batch():
+            self._dispatching = True
             for target, envelope, query in batch:
                 if isinstance(target, _Route):
                     await target.supervisor.deliver(target.message_type, envelope, query)  # type: ignore[arg-type]
                 elif query is not None:
                     self._answer_control(target, query)
+            self._dispatching = False
 
     def _answer_control(self, kind: str, query: zenoh.Query) -> None:
         try:
@@ -219,14 +232,23 @@ class Node:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        with anyio.CancelScope(shield=True):
-            await self._shutdown()
+        """Stop taking messages, let what was taken in finish (up to ``stop_timeout``), then stop actors."""
         assert self._tg is not None  # noqa: S101 - set in __aenter__
+        self._withdraw()
+        if exc_type is None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.stop_timeout):
+                await self._wait_idle()
         self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for sup in self.supervisors.values():
+                    await sup.stop()
+            log.info("node.stopped", node=self.node_id)
 
-    async def _shutdown(self) -> None:
-        """Withdraw tokens, then routes; stop every actor (``on_stop`` runs)."""
+    def _withdraw(self) -> None:
+        """Withdraw tokens first (so publishers stop counting on us), then routes; close the inbox."""
         for token in self._tokens:
             token.undeclare()
         self._tokens.clear()
@@ -237,6 +259,17 @@ class Node:
         if self._inbox is not None:
             self._inbox.close()
         self.bus.ingress = None
-        for sup in self.supervisors.values():
-            await sup.stop()
-        log.info("node.stopped", node=self.node_id)
+
+    async def _wait_idle(self) -> None:
+        """Wait until the inbox is empty and no actor has work (checked at a short tick)."""
+        inbox = self._inbox
+        # A poll, not an event: idleness spans the inbox, the dispatcher and every actor, and
+        # this runs once per node stop.
+        while (
+            (inbox is not None and len(inbox))
+            or self._dispatching
+            or any(  # noqa: ASYNC110
+                sup.busy() for sup in self.supervisors.values()
+            )
+        ):
+            await anyio.sleep(0.005)

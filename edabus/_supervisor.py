@@ -109,6 +109,10 @@ class Supervisor:
     async def stop(self) -> None:
         """Stop every actor of the group (``on_stop`` runs); what is still queued is dead-lettered."""
 
+    def busy(self) -> bool:
+        """Whether any actor of the group has a message queued or in hand."""
+        raise NotImplementedError
+
     # -- the path of one message -------------------------------------------------------------
 
     async def deliver(self, message_type: type[Message], envelope: Envelope, query: zenoh.Query | None) -> None:
@@ -296,6 +300,9 @@ class KeyedSupervisor(Supervisor):
             if act.instance is not None:
                 await self._stop_instance(act.instance, act.key)
 
+    def busy(self) -> bool:
+        return any(act.running for act in self._actors.values())
+
     def _live_and_depth(self) -> tuple[int, int, int]:
         live = depth = peak = 0
         for act in self._actors.values():
@@ -376,6 +383,9 @@ class PoolSupervisor(Supervisor):
         workers, self._workers = self._workers, []
         for index, instance in enumerate(workers):
             await self._stop_instance(instance, index)
+
+    def busy(self) -> bool:
+        return bool(self._queue) or self._idle < len(self._workers) + self._starting
 
     def _live_and_depth(self) -> tuple[int, int, int]:
         return len(self._workers), len(self._queue), self._queue.peak

@@ -40,6 +40,7 @@ class Stall(edabus.Message, key="sup/counter/{name}/stall"):
 
 
 events: list[tuple[str, str]] = []
+final_totals: dict[str, int] = {}
 concurrency = {"now": 0, "max": 0}
 
 
@@ -54,6 +55,7 @@ class Counter(edabus.Actor):
 
     async def on_stop(self) -> None:
         events.append(("stop", self.name))
+        final_totals[self.name] = self.total
 
     @edabus.handler
     async def add(self, msg: Add) -> None:
@@ -80,12 +82,13 @@ class Counter(edabus.Actor):
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     events.clear()
+    final_totals.clear()
     concurrency.update(now=0, max=0)
 
 
 @asynccontextmanager
 async def hosting(*apps: edabus.App) -> AsyncIterator[tuple[edabus.Bus, edabus.Node]]:
-    async with edabus.connect() as bus, edabus.Node(bus, apps) as node:
+    async with edabus.connect() as bus, edabus.Node(bus, apps, stop_timeout=1.0) as node:
         yield bus, node
 
 
@@ -120,6 +123,14 @@ async def test_one_message_at_a_time_in_arrival_order() -> None:
         total = await bus.request(Get(name="solo"), reply_type=Total)
     assert total.seen == list(range(500))
     assert concurrency["max"] == 1
+
+
+async def test_a_stopping_node_finishes_what_it_took_in() -> None:
+    """Messages already taken in when the node stops are handled before on_stop runs."""
+    async with hosting(counters_app()) as (bus, _):
+        for i in range(300):
+            await bus.publish(Add(name=f"s{i % 3}", n=1))
+    assert final_totals == {"s0": 100, "s1": 100, "s2": 100}
 
 
 async def test_actors_of_different_keys_run_concurrently() -> None:
