@@ -68,7 +68,7 @@ async def node(endpoint: str) -> AsyncIterator[edabus.Node]:
 
 
 @pytest.fixture
-def raw(endpoint: str, node: edabus.Node) -> Iterator[zenoh.Session]:
+def raw(endpoint: str, node: edabus.Node) -> Iterator[zenoh.Session]:  # noqa: ARG001 - the node listens first
     session = raw_session(endpoint)
     try:
         yield session
@@ -108,7 +108,7 @@ async def test_a_bare_msgpack_map_from_raw_zenoh_reaches_the_actor(node: edabus.
     assert owed.amount == 42
 
 
-async def test_a_raw_query_gets_a_msgpack_reply_naming_its_type(node: edabus.Node, raw: zenoh.Session) -> None:
+async def test_a_raw_query_gets_a_msgpack_reply_naming_its_type(raw: zenoh.Session) -> None:
     """A raw session.get is a request: the reply payload is the msgpack map, the attachment names the type."""
     await anyio.to_thread.run_sync(wait_for_member, raw)
 
