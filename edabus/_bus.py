@@ -40,20 +40,25 @@ DEFAULT_REQUEST_TIMEOUT = 5.0
 
 
 class Envelope(NamedTuple):
-    """A message as it arrived: its key, raw payload and metadata."""
+    """A message as it arrived: its key, raw payload and raw attachment."""
 
     key: str
     payload: bytes
-    meta: Meta
+    attachment: bytes | None = None
+
+    @property
+    def meta(self) -> Meta:
+        """The metadata in the attachment (decoded on each access; empty if absent or unreadable)."""
+        return decode_meta(self.attachment)
 
 
 def envelope_of(sample: zenoh.Sample) -> Envelope:
-    """Copy what we need out of a Zenoh sample (on Zenoh's thread)."""
+    """Copy what we need out of a Zenoh sample (on Zenoh's thread); metadata is decoded only if read."""
     attachment = sample.attachment
     return Envelope(
         str(sample.key_expr),
         sample.payload.to_bytes(),
-        decode_meta(attachment.to_bytes() if attachment is not None else None),
+        attachment.to_bytes() if attachment is not None else None,
     )
 
 

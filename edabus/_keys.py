@@ -43,7 +43,7 @@ class KeyTemplate:
 
     """
 
-    __slots__ = ("_chunks", "_positions", "fields", "pattern", "template")
+    __slots__ = ("_chunks", "_field_positions", "_positions", "fields", "pattern", "template")
 
     def __init__(self, template: str, *, owner: str = "") -> None:
         where = f"{owner}: " if owner else ""
@@ -89,9 +89,20 @@ class KeyTemplate:
         self.fields = tuple(fields)
         self._chunks = tuple(chunks)
         self._positions = tuple(positions)
+        self._field_positions = tuple(zip(self.fields, self._positions, strict=True))
 
     def __repr__(self) -> str:
         return f"KeyTemplate({self.template!r})"
+
+    @property
+    def chunk_count(self) -> int:
+        """How many chunks a key of this template has."""
+        return len(self._chunks)
+
+    @property
+    def field_positions(self) -> tuple[tuple[str, int], ...]:
+        """(field name, chunk index) for each placeholder."""
+        return self._field_positions
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, KeyTemplate) and other.template == self.template

@@ -151,15 +151,22 @@ def decode_message(cls: type[_M], payload: bytes, key: str | None = None) -> _M:
     except (msgspec.DecodeError, ValueError) as exc:  # bad UTF-8 surfaces as UnicodeDecodeError
         raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
     if key is not None and template is not None and template.fields:
-        values = template.parse(key)
-        if values is None:
-            raise DecodeError(f"{cls.__name__}: key {key!r} does not fit {template.template!r}")
-        for name, text in values.items():
-            if str(getattr(msg, name)) != text:
-                raise DecodeError(
-                    f"{cls.__name__}: field {name!r} = {getattr(msg, name)!r} disagrees with the key {key!r}"
-                )
+        _check_key_fields(msg, template, key)
     return msg
+
+
+def _check_key_fields(msg: Message, template: KeyTemplate, key: str) -> None:
+    """Raise DecodeError unless the message's key fields equal the chunks of ``key``.
+
+    Literal chunks are not compared: the subscription pattern already matched them.
+    """
+    chunks = key.split("/")
+    if len(chunks) != template.chunk_count:
+        raise DecodeError(f"{type(msg).__name__}: key {key!r} does not fit {template.template!r}")
+    for name, index in template.field_positions:
+        value = getattr(msg, name)
+        if (value if type(value) is str else str(value)) != chunks[index]:
+            raise DecodeError(f"{type(msg).__name__}: field {name!r} = {value!r} disagrees with the key {key!r}")
 
 
 def _decode_with_key_fields(cls: type[_M], template: KeyTemplate, payload: bytes, key: str, first: Exception) -> _M:

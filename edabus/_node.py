@@ -32,7 +32,6 @@ from ._wire import (
     ValidateRequest,
     barrier_key,
     catalog_key,
-    decode_meta,
     member_key,
     stats_key,
     validate_key,
@@ -68,7 +67,7 @@ def _query_envelope(query: zenoh.Query) -> Envelope:
     return Envelope(
         str(query.key_expr),
         payload.to_bytes() if payload is not None else b"",
-        decode_meta(attachment.to_bytes() if attachment is not None else None),
+        attachment.to_bytes() if attachment is not None else None,
     )
 
 
@@ -260,16 +259,15 @@ class Node:
             self._inbox.close()
         self.bus.ingress = None
 
+    def _idle(self) -> bool:
+        inbox = self._inbox
+        busy = (inbox is not None and len(inbox) > 0) or self._dispatching
+        return not busy and not any(sup.busy() for sup in self.supervisors.values())
+
     async def _wait_idle(self) -> None:
         """Wait until the inbox is empty and no actor has work (checked at a short tick)."""
         inbox = self._inbox
         # A poll, not an event: idleness spans the inbox, the dispatcher and every actor, and
         # this runs once per node stop.
-        while (
-            (inbox is not None and len(inbox))
-            or self._dispatching
-            or any(  # noqa: ASYNC110
-                sup.busy() for sup in self.supervisors.values()
-            )
-        ):
+        while not self._idle():  # noqa: ASYNC110
             await anyio.sleep(0.005)
