@@ -266,7 +266,6 @@ class Node:
 
     async def _wait_idle(self) -> None:
         """Wait until the inbox is empty and no actor has work (checked at a short tick)."""
-        inbox = self._inbox
         # A poll, not an event: idleness spans the inbox, the dispatcher and every actor, and
         # this runs once per node stop.
         while not self._idle():  # noqa: ASYNC110
