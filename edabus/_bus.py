@@ -407,9 +407,8 @@ async def connect(
         drain_timeout: how long closing waits for nodes to take in what was published.
 
     """
-    cfg = make_config(connect=connect, listen=listen, config=config, mode=mode)
     try:
-        session = zenoh.open(cfg)
+        session = zenoh.open(make_config(connect=connect, listen=listen, config=config, mode=mode))
     except zenoh.ZError as exc:
         msg = f"cannot open a Zenoh session ({exc})"
         raise BusClosedError(msg) from exc

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import importlib.util
 import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,34 @@ def _stdout(text: str) -> None:
     print(text, flush=True)  # noqa: T201 - the CLI's output
 
 
-async def _wait_for_signal() -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("cli.signal", signal=signal.Signals(signum).name)
-            return
+Command = Callable[[argparse.Namespace], Awaitable[int]]
+StoppableCommand = Callable[[argparse.Namespace, anyio.Event], Awaitable[int]]
+
+
+def _until_signal(command: StoppableCommand) -> Command:
+    """Give a long-lived command an event that SIGINT or SIGTERM sets; it stops gracefully on it.
+
+    The signal receiver is installed before the command starts, so a signal that
+    arrives while a session is still opening is not lost to the default handler.
+    """
+
+    @functools.wraps(command)
+    async def run(args: argparse.Namespace) -> int:
+        stop = anyio.Event()
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    async for signum in signals:
+                        log.info("cli.signal", signal=signal.Signals(signum).name)
+                        stop.set()
+
+                tg.start_soon(watch)
+                status = await command(args, stop)
+                tg.cancel_scope.cancel()
+        return status
+
+    return run
 
 
 def _bus_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,13 +85,14 @@ def _bus_args(args: argparse.Namespace) -> dict[str, Any]:
 # -- router -----------------------------------------------------------------------------------
 
 
-async def _cmd_router(args: argparse.Namespace) -> int:
+@_until_signal
+async def _cmd_router(args: argparse.Namespace, stop: anyio.Event) -> int:
     listen = args.listen or ([] if args.config else [DEFAULT_ROUTER_ENDPOINT])
     cfg = make_config(listen=listen or None, config=args.config, mode="router", connect=args.connect or None)
     session = zenoh.open(cfg)
     try:
         log.info("router.started", listen=listen, zid=str(session.zid()))
-        await _wait_for_signal()
+        await stop.wait()
     finally:
         session.close()
         log.info("router.stopped")
@@ -104,13 +129,14 @@ def load_app(target: str) -> App:
     return app
 
 
-async def _cmd_run(args: argparse.Namespace) -> int:
+@_until_signal
+async def _cmd_run(args: argparse.Namespace, stop: anyio.Event) -> int:
     apps = [load_app(target) for target in args.target]
     async with (
         connect(args.connect or None, listen=args.listen or None, config=args.config, node_id=args.node_id) as bus,
         Node(bus, apps),
     ):
-        await _wait_for_signal()
+        await stop.wait()
     return EXIT_OK
 
 
@@ -143,15 +169,11 @@ async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes
     entries = [e for e in await _catalog(bus, timeout) if zenoh.KeyExpr(e.pattern).intersects(zenoh.KeyExpr(key))]
     if not entries:
         return msgspec.msgpack.encode(fields), "", False
-    # Fill the fields the key carries, then let a node that knows the type validate it.
+    # A node that hosts the type validates the fields (and the ones the key carries) with the real type.
     entry = entries[0]
-    from ._keys import KeyTemplate  # noqa: PLC0415
-
-    for name, value in (KeyTemplate(entry.key).parse(key) or {}).items():
-        fields.setdefault(name, value)
     nodes = await bus.live_tokens(f"{PREFIX}/member/{entry.app}/{entry.group}/*", timeout=timeout)
     node = nodes[0].rsplit("/", 1)[-1] if nodes else "*"
-    request = msgspec.msgpack.encode(ValidateRequest(type=entry.type, fields=fields))
+    request = msgspec.msgpack.encode(ValidateRequest(type=entry.type, fields=fields, key=key))
     for reply in await bus.query(validate_key(node), timeout=timeout, payload=request):
         if reply.ok is not None:
             return reply.ok.payload.to_bytes(), entry.type, True
@@ -202,18 +224,21 @@ def _line(envelope: Envelope, *, dead_letters: bool) -> str:
     return msgspec.json.encode({"key": envelope.key, "type": envelope.meta.type or None, "fields": fields}).decode()
 
 
-async def _cmd_tail(args: argparse.Namespace) -> int:
+@_until_signal
+async def _cmd_tail(args: argparse.Namespace, stop: anyio.Event) -> int:
     key_expr = f"{PREFIX}/deadletter/**" if args.dead_letters else (args.key_expr or "**")
-    async with connect(**_bus_args(args)) as bus, bus.subscribe(key_expr) as sub, anyio.create_task_group() as tg:
-
-        async def stop_on_signal() -> None:
-            await _wait_for_signal()
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(stop_on_signal)
+    async with connect(**_bus_args(args)) as bus, bus.subscribe(key_expr) as sub:
         log.info("tail.started", key_expr=key_expr)
-        async for envelope in sub:
-            _stdout(_line(envelope, dead_letters=args.dead_letters))
+        async with anyio.create_task_group() as tg:
+
+            async def close_on_stop() -> None:
+                await stop.wait()
+                sub.close()  # iteration ends after what is already queued
+
+            tg.start_soon(close_on_stop)
+            async for envelope in sub:
+                _stdout(_line(envelope, dead_letters=args.dead_letters))
+            tg.cancel_scope.cancel()
     return EXIT_OK
 
 
@@ -278,15 +303,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(json=args.log_json, level=args.log_level)
     try:
         status: int = anyio.run(args.handler, args)
-    except UsageError as exc:
-        _stderr(f"error: {exc}")
-        return EXIT_USAGE
-    except EdabusError as exc:
-        _stderr(f"error: {exc}")
-        return EXIT_FAIL
-    except KeyboardInterrupt:
-        return EXIT_OK
+    except BaseException as exc:  # unwrapped below, re-raised unless ours
+        error = _unwrap(exc)
+        if isinstance(error, UsageError):
+            _stderr(f"error: {error}")
+            return EXIT_USAGE
+        if isinstance(error, EdabusError):
+            _stderr(f"error: {error}")
+            return EXIT_FAIL
+        if isinstance(error, KeyboardInterrupt):
+            return EXIT_OK
+        raise
     return status
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one exception inside task-group wrappers, if there is exactly one."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,7 @@
         amount: int
 
 The class keyword ``key=`` binds a `KeyTemplate` whose placeholders must be
-fields of type ``str`` or ``int``; ``name=`` sets the type name carried in the
+fields of type ``str`` or ``int``; ``type_name=`` sets the type name carried in the
 attachment (default: the class name). Every class is entered in a registry so a
 type can be found by name or by key.
 """
@@ -27,10 +27,11 @@ _registry: dict[str, type[Message]] = {}
 _encoder = msgspec.msgpack.Encoder()
 _decoders: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
 _KEY_FIELD_TYPES = (str, int, "str", "int")
+_EMPTY_MAP = b"\x80"
 
 
 class _MessageMeta(msgspec.StructMeta):
-    """Takes the ``key=`` and ``name=`` class keywords off before msgspec sees them."""
+    """Takes the ``key=`` and ``type_name=`` class keywords off before msgspec sees them."""
 
     def __new__(  # noqa: PYI034 - a metaclass returns the new class, not Self
         mcls,
@@ -142,6 +143,8 @@ def decode_message(cls: type[_M], payload: bytes, key: str | None = None) -> _M:
     holds a key field whose value disagrees with the key it arrived on.
     """
     template = cls.__edabus_key__
+    if not payload:
+        payload = _EMPTY_MAP  # a bare `session.get(key)` sends nothing: read it as no fields
     try:
         msg = decoder_for(cls).decode(payload)
     except msgspec.ValidationError as exc:
@@ -178,9 +181,18 @@ def _decode_with_key_fields(cls: type[_M], template: KeyTemplate, payload: bytes
         raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
     if values is None or not isinstance(raw, dict):
         raise DecodeError(f"{cls.__name__}: {first}") from first
+    types = _field_annotations(cls)
     for name, text in values.items():
-        raw.setdefault(name, text)
-    try:
-        return msgspec.convert(raw, cls, strict=False)
+        if name in raw:
+            continue
+        if types.get(name) in (int, "int"):
+            try:
+                raw[name] = int(text)
+            except ValueError:
+                raise DecodeError(f"{cls.__name__}: key chunk {text!r} is not an int for field {name!r}") from None
+        else:
+            raw[name] = text
+    try:  # strict, like the fast path: only the key's own text is converted above
+        return msgspec.convert(raw, cls)
     except msgspec.ValidationError as exc:
         raise DecodeError(f"{cls.__name__}: {exc}") from exc

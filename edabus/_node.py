@@ -22,8 +22,8 @@ import zenoh
 
 from ._bridge import Inbox
 from ._bus import Envelope, envelope_of
-from ._exceptions import EdabusError
-from ._message import Message, encode
+from ._exceptions import DecodeError, EdabusError
+from ._message import Message, decode_message, encode
 from ._statistics import SupervisorStatistics
 from ._wire import (
     CatalogEntry,
@@ -180,12 +180,13 @@ class Node:
 
     def _answer_control(self, kind: str, query: zenoh.Query) -> None:
         try:
+            # Reply on this node's own key, so a reply to `@edabus/node/*/...` names its node.
             if kind == "barrier":
-                query.reply(query.key_expr, b"")
+                query.reply(barrier_key(self.node_id), b"")
             elif kind == "catalog":
-                query.reply(query.key_expr, encode(self.catalog()))
+                query.reply(catalog_key(self.node_id), encode(self.catalog()))
             elif kind == "stats":
-                query.reply(query.key_expr, encode(self.statistics()))
+                query.reply(stats_key(self.node_id), encode(self.statistics()))
             elif kind == "validate":
                 self._validate(query)
         except zenoh.ZError:
@@ -222,8 +223,8 @@ class Node:
             if message_type is None:
                 query.reply_err(encode(ErrorReply("LookupError", f"no message type named {request.type!r} here")))
                 return
-            msg = msgspec.convert(request.fields, message_type)
-        except msgspec.MsgspecError as exc:
+            msg = decode_message(message_type, encode(request.fields), request.key or None)
+        except (msgspec.MsgspecError, DecodeError) as exc:
             query.reply_err(encode(ErrorReply(type=type(exc).__name__, message=str(exc))))
             return
         query.reply(query.key_expr, encode(msg))

@@ -360,9 +360,11 @@ class PoolSupervisor(Supervisor):
     async def _worker(self, index: int) -> None:
         try:
             instance = await self._spawn(index)
-        except Exception:  # noqa: BLE001 - a failing constructor must not stop the pool
+        except Exception as exc:  # noqa: BLE001 - a failing constructor must not stop the pool
             self._log.exception("actor.spawn_failed", key=index)
             self._idle -= 1
+            if not self._workers and self._starting == 1:  # nobody else will take the queue
+                self.fail_queued(self._queue.drain(), exc)
             return
         finally:
             self._starting -= 1

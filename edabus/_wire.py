@@ -84,6 +84,7 @@ class ValidateRequest(msgspec.Struct):
 
     type: str
     fields: dict[str, object]
+    key: str = ""
 
 
 class NodeCatalog(msgspec.Struct):

@@ -1,0 +1,1 @@
+"""Runnable examples; shipped in the wheel as ``edabus.examples`` for ``edabus demo``."""

@@ -104,3 +104,26 @@ def test_message_without_key_cannot_say_its_key() -> None:
     """A keyless type asks for an explicit key when published."""
     with pytest.raises(edabus.KeyTemplateError, match="explicit key"):
         Reply(ok=True).key()
+
+
+class Slot(edabus.Message, key="slots/{slot}/fill"):
+    slot: int
+    level: int = 0
+
+
+def test_int_key_fields_come_from_the_key_text() -> None:
+    """An int key field left out of the payload is converted from its key chunk; a non-int chunk is refused."""
+    assert decode_message(Slot, msgspec.msgpack.encode({"level": 2}), "slots/12/fill") == Slot(slot=12, level=2)
+    with pytest.raises(DecodeError, match="not an int"):
+        decode_message(Slot, msgspec.msgpack.encode({}), "slots/twelve/fill")
+
+
+def test_payload_fields_stay_strict_when_key_fields_are_filled() -> None:
+    """Filling key fields does not loosen the other fields: "5" is not an int."""
+    with pytest.raises(DecodeError, match="Expected `int`"):
+        decode_message(Slot, msgspec.msgpack.encode({"level": "5"}), "slots/1/fill")
+
+
+def test_an_empty_payload_reads_as_no_fields() -> None:
+    """A bare query with no payload is a message whose fields all come from the key."""
+    assert decode_message(Slot, b"", "slots/3/fill") == Slot(slot=3)

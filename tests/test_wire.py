@@ -129,10 +129,16 @@ async def test_garbage_from_raw_zenoh_is_dead_lettered(node: edabus.Node, raw: z
     await anyio.to_thread.run_sync(wait_for_member, raw)
     async with node.bus.subscribe("@edabus/deadletter/wire/**") as letters:
         raw.put("wire/acct/g1/credit", b"\x93garbage", congestion_control=zenoh.CongestionControl.BLOCK)
-        raw.put("wire/acct/g1/credit", msgspec.msgpack.encode({"amount": 3}))
+        raw.put(
+            "wire/acct/g1/credit",
+            msgspec.msgpack.encode({"amount": 3}),
+            congestion_control=zenoh.CongestionControl.BLOCK,
+        )
         with anyio.fail_after(5):
             letter = msgspec.msgpack.decode((await anext(letters)).payload, type=edabus.DeadLetter)
     assert letter.payload == b"\x93garbage"
     assert letter.key == "wire/acct/g1/credit"
+    # The good put travels the raw session's link, the request does not: wait for it to land.
+    await eventually(lambda: node.supervisor("Ledger").statistics().handled == 1)
     owed = await node.bus.request(Ask(acct="g1"), reply_type=Owed)
     assert owed.amount == 3

@@ -1,0 +1,276 @@
+"""The ``edabus`` command, run as ``python -m edabus`` against a router and a bank node."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import zenoh
+
+from tests.cluster._nodes import WAIT_S, NodeProcess, cli_request, client_config
+from tests.conftest import Processes, free_port, wait_for_port
+
+GREETER = """
+import edabus
+
+class Greet(edabus.Message, key="greeter/{name}/greet"):
+    name: str
+
+class Greeting(edabus.Message):
+    text: str
+
+class Greeter(edabus.Actor):
+    def __init__(self, key: str) -> None:
+        self.name = key
+
+    @edabus.handler
+    async def greet(self, msg: Greet) -> Greeting:
+        return Greeting(text=f"hello {self.name}")
+
+app = edabus.App("greeter")
+app.keyed(Greeter, key="name")
+"""
+
+
+@pytest.fixture
+def bank(processes: Processes, router: str, tmp_path: Path) -> Iterator[NodeProcess]:
+    """A bank node on the router, up and serving; stopped before the router is."""
+    node = NodeProcess(processes, router, tmp_path / "node.log")
+    node.wait_until_up()
+    yield node
+    processes.stop(node.proc)
+
+
+def edabus_cli(processes: Processes, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m edabus ARGS`` to completion; its exit status and decoded output."""
+    result = processes.run(["-m", "edabus", *args], timeout=timeout)
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), result.stderr.decode())
+
+
+@contextmanager
+def raw_session(endpoint: str) -> Iterator[zenoh.Session]:
+    """A plain Zenoh client session on the router, closed on exit."""
+    with zenoh.open(client_config(endpoint)) as session:
+        yield session
+
+
+def put(session: zenoh.Session, key: str, payload: bytes) -> None:
+    session.put(key, payload, congestion_control=zenoh.CongestionControl.BLOCK)
+
+
+class Lines:
+    """JSON lines a subprocess prints, read with deadlines (select on the pipe, no threads)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self._fd = proc.stdout.fileno()
+        self._buffer = b""
+
+    def next(self, timeout: float) -> dict[str, Any] | None:
+        """The next line, decoded; None if none came within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                msg = "the process closed its stdout"
+                raise EOFError(msg)
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        decoded: dict[str, Any] = json.loads(line)
+        return decoded
+
+    def until(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Read lines until ``done(lines so far)``; every line read."""
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while not done(seen):
+            line = self.next(deadline - time.monotonic())
+            if line is None:
+                msg = f"gave up after {timeout} s; lines so far: {seen}"
+                raise AssertionError(msg)
+            seen.append(line)
+        return seen
+
+    def wait_subscribed(self, session: zenoh.Session, probe_key: str) -> None:
+        """Put a probe on ``probe_key`` until the process prints a line: it is subscribed by then."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            put(session, probe_key, msgspec.msgpack.encode({"probe": True}))
+            if self.next(0.2) is not None:
+                return
+        msg = f"nothing printed after {WAIT_S} s of probes on {probe_key}"
+        raise AssertionError(msg)
+
+
+def wait_for_signal_handler(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """Wait until ``proc`` catches ``signum`` (Linux: the SigCgt mask in /proc/PID/status).
+
+    A signal sent before the command installs its handler would kill it outright,
+    which is not the shutdown these tests pin.
+    """
+    deadline = time.monotonic() + WAIT_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        mask = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:"))
+        if mask >> (signum - 1) & 1:
+            return
+        time.sleep(0.01)  # polling another process's state: there is no event to wait on
+    msg = f"process {proc.pid} did not catch signal {signum} (exit status {proc.poll()})"
+    raise AssertionError(msg)
+
+
+# -- publish and request ------------------------------------------------------------------------
+
+
+def test_publish_applies_a_message_given_as_json(processes: Processes, bank: NodeProcess) -> None:
+    """`publish` of valid JSON exits 0, and the deposit shows in the balance `request` prints."""
+    result = edabus_cli(processes, "publish", "bank/account/x/deposit", '{"amount": 5}', "--connect", bank.endpoint)
+    assert result.returncode == 0, result.stderr
+    assert cli_request(processes, bank.endpoint, "bank/account/x/balance") == {"account": "x", "amount": 5}
+
+
+def test_publish_rejects_text_that_is_not_json(processes: Processes, router: str) -> None:
+    """`publish` of text that is not JSON exits 2 and says the JSON is invalid."""
+    result = edabus_cli(processes, "publish", "bank/account/x/deposit", "{amount: 5", "--connect", router)
+    assert result.returncode == 2
+    assert "invalid JSON" in result.stderr
+
+
+def test_publish_rejects_json_that_does_not_fit_the_type(processes: Processes, bank: NodeProcess) -> None:
+    """`publish` of JSON that does not fit the message type exits 2, names the type, and sends nothing."""
+    result = edabus_cli(
+        processes, "publish", "bank/account/x/deposit", '{"amount": "lots"}', "--connect", bank.endpoint
+    )
+    assert result.returncode == 2
+    assert "Deposit" in result.stderr
+    assert "amount" in result.stderr
+    assert cli_request(processes, bank.endpoint, "bank/account/x/balance") == {"account": "x", "amount": 0}
+
+
+def test_publish_to_a_key_no_group_serves_warns_and_exits_1(processes: Processes, bank: NodeProcess) -> None:
+    """`publish` to a key that no live group serves warns on stderr and exits 1."""
+    result = edabus_cli(processes, "publish", "nobody/listens/here", '{"x": 1}', "--connect", bank.endpoint)
+    assert result.returncode == 1
+    assert "warning" in result.stderr
+    assert "nobody/listens/here" in result.stderr
+
+
+def test_request_prints_the_remote_error_and_exits_1(processes: Processes, bank: NodeProcess) -> None:
+    """`request` whose handler raises prints the remote error type and message on stderr, exits 1."""
+    result = edabus_cli(
+        processes, "request", "bank/account/poor/withdraw", '{"amount": 100}', "--connect", bank.endpoint
+    )
+    assert result.returncode == 1
+    assert "InsufficientFunds" in result.stderr
+    assert "cannot withdraw 100" in result.stderr
+    assert result.stdout == ""
+
+
+# -- tail ---------------------------------------------------------------------------------------
+
+
+def test_tail_prints_one_json_line_per_message(processes: Processes, bank: NodeProcess, tmp_path: Path) -> None:
+    """`tail` prints each message on its key expression once, as JSON with its key, type and fields."""
+    with (tmp_path / "tail.log").open("wb") as stderr:
+        tail = processes.edabus("tail", "bank/**", "--connect", bank.endpoint, stderr=stderr)
+    lines = Lines(tail)
+    with raw_session(bank.endpoint) as session:
+        lines.wait_subscribed(session, "bank/probe")
+    for amount in (3, 4):
+        fields = json.dumps({"amount": amount})
+        result = edabus_cli(processes, "publish", "bank/account/t1/deposit", fields, "--connect", bank.endpoint)
+        assert result.returncode == 0, result.stderr
+    seen = lines.until(lambda seen: any(line["fields"].get("amount") == 4 for line in seen))
+    assert [line for line in seen if line["key"] != "bank/probe"] == [
+        {"key": "bank/account/t1/deposit", "type": "Deposit", "fields": {"account": "t1", "amount": 3}},
+        {"key": "bank/account/t1/deposit", "type": "Deposit", "fields": {"account": "t1", "amount": 4}},
+    ]
+    assert processes.stop(tail) == 0
+
+
+def test_tail_dead_letters_shows_an_undecodable_payload(
+    processes: Processes, bank: NodeProcess, tmp_path: Path
+) -> None:
+    """`tail --dead-letters` shows the dead letter each group publishes for a payload that is not msgpack."""
+    with (tmp_path / "tail.log").open("wb") as stderr:
+        tail = processes.edabus("tail", "--dead-letters", "--connect", bank.endpoint, stderr=stderr)
+    lines = Lines(tail)
+    garbage = b"\xc1 is never msgpack"
+    with raw_session(bank.endpoint) as session:
+        lines.wait_subscribed(session, "@edabus/deadletter/probe/probe")
+        put(session, "bank/account/z/deposit", garbage)
+        seen = lines.until(lambda seen: sum(line["key"] == "bank/account/z/deposit" for line in seen) == 2)
+    letters = [line for line in seen if line["key"] == "bank/account/z/deposit"]
+    assert {letter["group"] for letter in letters} == {"Account", "AuditLog"}
+    for letter in letters:
+        assert letter["app"] == "bank"
+        assert letter["error_type"] == "DecodeError"
+        assert base64.b64decode(letter["payload"]) == garbage
+    assert bank.proc.poll() is None
+    assert processes.stop(tail) == 0
+
+
+# -- router, run, demo --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_router_stops_cleanly_on_a_signal(processes: Processes, tmp_path: Path, signum: signal.Signals) -> None:
+    """`router` closes its session and exits 0 on SIGTERM and on SIGINT."""
+    port = free_port()
+    log = tmp_path / "router.log"
+    with log.open("wb") as stderr:
+        proc = processes.edabus("--log-json", "router", "--listen", f"tcp/127.0.0.1:{port}", stderr=stderr)
+    wait_for_port(port, proc=proc)
+    wait_for_signal_handler(proc, signal.SIGTERM)  # installed together with the SIGINT handler
+    proc.send_signal(signum)
+    assert proc.wait(timeout=10) == 0
+    assert "router.stopped" in log.read_text()
+
+
+def test_run_stops_cleanly_on_sigterm(processes: Processes, bank: NodeProcess) -> None:
+    """`run` stops its actors (on_stop runs), withdraws the node and exits 0 on SIGTERM."""
+    cli_request(processes, bank.endpoint, "bank/account/live/balance")  # an actor is alive now
+    wait_for_signal_handler(bank.proc, signal.SIGTERM)
+    bank.proc.send_signal(signal.SIGTERM)
+    assert bank.proc.wait(timeout=10) == 0
+    events = bank.events()
+    assert "actor.stopped" in events
+    assert events[-1] == "node.stopped"
+
+
+def test_run_loads_an_app_from_a_file_path(processes: Processes, router: str, tmp_path: Path) -> None:
+    """`run path/to/file.py:app` hosts an app defined in a file outside any package."""
+    (tmp_path / "greeter.py").write_text(GREETER)
+    node = NodeProcess(processes, router, tmp_path / "node.log", target=f"{tmp_path / 'greeter.py'}:app")
+    node.wait_until_up("greeter")
+    assert cli_request(processes, router, "greeter/ada/greet") == {"text": "hello ada"}
+    assert processes.stop(node.proc) == 0
+
+
+def test_run_of_a_module_that_does_not_exist_exits_2(processes: Processes) -> None:
+    """`run` of a target it cannot import exits 2 and says so."""
+    result = edabus_cli(processes, "run", "no_such_module_here:app")
+    assert result.returncode == 2
+    assert "cannot import" in result.stderr
+
+
+def test_demo_runs_the_bank_and_prints_balances(processes: Processes) -> None:
+    """`demo` exits 0 within 30 s and prints each account's balance."""
+    result = edabus_cli(processes, "demo", timeout=30.0)
+    assert result.returncode == 0, result.stderr
+    for balance in ("alice: 125", "bob: 25", "carol: 7"):
+        assert balance in result.stdout
