@@ -65,16 +65,18 @@ def envelope_of(sample: zenoh.Sample) -> Envelope:
 class _Replies:
     """Collects the replies of one Zenoh query; settled on the loop thread."""
 
-    def __init__(self, decisive: Callable[[zenoh.Reply], bool] | None = None) -> None:
+    def __init__(self, is_decisive: Callable[[zenoh.Reply], bool] | None = None) -> None:
         self.replies: list[zenoh.Reply] = []
         self.final = False
+        self.decisive: zenoh.Reply | None = None
         self.changed = anyio.Event()
-        self._decisive = decisive
+        self._is_decisive = is_decisive
         self._waker = Waker()
 
     def on_reply(self, reply: zenoh.Reply) -> None:  # Zenoh's thread
         self.replies.append(reply)
-        if self._decisive is not None and self._decisive(reply):
+        if self.decisive is None and self._is_decisive is not None and self._is_decisive(reply):
+            self.decisive = reply
             self._waker(self.changed.set)
 
     def on_final(self) -> None:  # Zenoh's thread
@@ -83,6 +85,15 @@ class _Replies:
 
     def callback(self) -> zenoh.handlers.Callback[zenoh.Reply]:
         return zenoh.handlers.Callback(self.on_reply, self.on_final, indirect=False)
+
+    async def wait(self, *, first_decisive: bool = False) -> None:
+        """Wait until the query is final (or, with ``first_decisive``, a decisive reply came)."""
+        while not (self.final or (first_decisive and self.decisive is not None)):
+            self.changed = anyio.Event()
+            # Re-check after the swap: a callback may have set the old event in between.
+            if self.final or (first_decisive and self.decisive is not None):
+                return
+            await self.changed.wait()
 
 
 def _is_decisive(reply: zenoh.Reply) -> bool:
@@ -253,26 +264,17 @@ class Bus:
         cancel = zenoh.CancellationToken()
         try:
             with anyio.fail_after(timeout + 1.0):
-                self.session.get(
+                self._get(
                     key,
-                    replies.callback(),
-                    target=zenoh.QueryTarget.ALL,
-                    consolidation=zenoh.ConsolidationMode.NONE,
+                    replies,
                     timeout=timeout,
                     payload=payload,
                     attachment=encode_meta(self.next_meta(type_name, trace)),
                     cancellation_token=cancel,
                 )
-                while True:
-                    decisive = next((r for r in replies.replies if _is_decisive(r)), None)
-                    if decisive is not None:
-                        return _settle(decisive, key)
-                    if replies.final:
-                        break
-                    replies.changed = anyio.Event()
-                    if replies.final or any(_is_decisive(r) for r in replies.replies):
-                        continue
-                    await replies.changed.wait()
+                await replies.wait(first_decisive=True)
+                if replies.decisive is not None:
+                    return _settle(replies.decisive, key)
         except TimeoutError:
             raise RequestTimeout(f"no reply to the request on {key!r} within {timeout} s") from None
         finally:
@@ -286,23 +288,26 @@ class Bus:
         """Every reply to a query sent to all matching queryables, once the query is final."""
         self._check_open()
         replies = _Replies()
+        self._get(selector, replies, timeout=timeout, payload=payload)
+        await replies.wait()
+        return replies.replies
+
+    def _get(self, selector: str, replies: _Replies, **options: Any) -> None:
+        """A query to every matching queryable, every reply kept (no consolidation)."""
         self.session.get(
             selector,
             replies.callback(),
             target=zenoh.QueryTarget.ALL,
             consolidation=zenoh.ConsolidationMode.NONE,
-            timeout=timeout,
-            payload=payload,
+            **options,
         )
-        await _wait_final(replies)
-        return replies.replies
 
     async def live_tokens(self, key_expr: str, *, timeout: float = 2.0) -> list[str]:
         """The keys of the liveliness tokens alive now that match ``key_expr``."""
         self._check_open()
         replies = _Replies()
         self.session.liveliness().get(key_expr, replies.callback(), timeout=timeout)
-        await _wait_final(replies)
+        await replies.wait()
         return sorted(str(r.ok.key_expr) for r in replies.replies if r.ok is not None)
 
     async def wait_for_token(self, key_expr: str, *, timeout: float) -> str:
@@ -360,14 +365,6 @@ class Bus:
                 sub.close()
             self.session.close()
             log.debug("bus.closed", node=self.node_id)
-
-
-async def _wait_final(replies: _Replies) -> None:
-    while not replies.final:
-        replies.changed = anyio.Event()
-        if replies.final:
-            break
-        await replies.changed.wait()
 
 
 def _settle(reply: zenoh.Reply, key: str) -> tuple[bytes | None, Meta]:
