@@ -4,26 +4,34 @@ from ._actor import Actor, ActorContext, handler
 from ._app import App, GroupSpec
 from ._bus import Bus, Envelope, Subscription, connect
 from ._exceptions import (
+    ActorEscalated,
+    ActorStopped,
     BusClosedError,
     DecodeError,
     DefinitionError,
     EdabusError,
     KeyTemplateError,
     KeyValueError,
+    MailboxFull,
     NoRouteError,
     NotAttachedError,
     RemoteError,
     RequestTimeout,
+    Undeliverable,
 )
 from ._keys import KeyTemplate
 from ._message import Message
 from ._node import Node
+from ._policy import RestartPolicy
 from ._statistics import SupervisorStatistics
-from ._wire import DeadLetter, Meta
+from ._timers import Timer
+from ._wire import DeadLetter, Escalation, Meta
 
 __all__ = [
     "Actor",
     "ActorContext",
+    "ActorEscalated",
+    "ActorStopped",
     "App",
     "Bus",
     "BusClosedError",
@@ -32,10 +40,12 @@ __all__ = [
     "DefinitionError",
     "EdabusError",
     "Envelope",
+    "Escalation",
     "GroupSpec",
     "KeyTemplate",
     "KeyTemplateError",
     "KeyValueError",
+    "MailboxFull",
     "Message",
     "Meta",
     "NoRouteError",
@@ -43,8 +53,11 @@ __all__ = [
     "NotAttachedError",
     "RemoteError",
     "RequestTimeout",
+    "RestartPolicy",
     "Subscription",
     "SupervisorStatistics",
+    "Timer",
+    "Undeliverable",
     "connect",
     "handler",
 ]

@@ -18,6 +18,7 @@ from ._message import Message, encode
 
 if TYPE_CHECKING:
     from ._bus import Bus
+    from ._timers import Timer, Timers
 
 __all__ = ["Actor", "ActorContext", "HandlerSpec", "handler", "handlers_of"]
 
@@ -54,6 +55,7 @@ class ActorContext:
     group: str
     key: object
     node_id: str
+    timers: Timers
 
 
 class Actor:
@@ -94,6 +96,14 @@ class Actor:
     async def request(self, msg: Message, *, timeout: float = 5.0, reply_type: type[Any] | None = None) -> Any:
         """Send a request from inside a handler and return the reply."""
         return await self.context.bus.request(msg, timeout=timeout, reply_type=reply_type)
+
+    def schedule_once(self, delay: float, msg: Message) -> Timer:
+        """Send ``msg`` to this actor itself after ``delay`` seconds (through its mailbox)."""
+        return self.context.timers.schedule(msg, delay, None)
+
+    def schedule_every(self, interval: float, msg: Message, *, delay: float | None = None) -> Timer:
+        """Send ``msg`` to this actor every ``interval`` seconds, first after ``delay`` (default: interval)."""
+        return self.context.timers.schedule(msg, interval if delay is None else delay, interval)
 
 
 def handlers_of(cls: type[Actor]) -> dict[type[Message], HandlerSpec]:

@@ -17,14 +17,11 @@ import zenoh
 
 from ._actor import Actor, handlers_of
 from ._exceptions import DefinitionError, KeyValueError
+from ._keyed import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_ACTORS, KeyedSupervisor, SingletonSupervisor
 from ._keys import check_key_value
-from ._supervisor import (
-    DEFAULT_MAILBOX_SIZE,
-    KeyedSupervisor,
-    PoolSupervisor,
-    SingletonSupervisor,
-    Supervisor,
-)
+from ._policy import RestartPolicy
+from ._pool import PoolSupervisor
+from ._supervisor import DEFAULT_MAILBOX_SIZE, Overflow, Supervisor
 
 if TYPE_CHECKING:
     from ._bus import Bus
@@ -34,7 +31,7 @@ __all__ = ["App", "GroupSpec"]
 
 @dataclass(frozen=True, slots=True)
 class GroupSpec:
-    """The declaration of one supervisor group."""
+    """The declaration of one supervisor group (see `App.keyed`, `App.singleton`, `App.pool`)."""
 
     app: str
     name: str
@@ -43,14 +40,27 @@ class GroupSpec:
     key: str = ""
     size: int = 1
     mailbox_size: int = DEFAULT_MAILBOX_SIZE
+    overflow: Overflow = "backpressure"
+    restart: RestartPolicy | None = None
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    max_actors: int = DEFAULT_MAX_ACTORS
 
     def build(self) -> Supervisor:
         """A fresh supervisor for this group, for one node."""
+        common = {"mailbox_size": self.mailbox_size, "overflow": self.overflow, "restart": self.restart}
         if self.kind == "keyed":
-            return KeyedSupervisor(self.app, self.name, self.actor_cls, key=self.key, mailbox_size=self.mailbox_size)
+            return KeyedSupervisor(
+                self.app,
+                self.name,
+                self.actor_cls,
+                key=self.key,
+                idle_timeout=self.idle_timeout,
+                max_actors=self.max_actors,
+                **common,  # type: ignore[arg-type]
+            )
         if self.kind == "singleton":
-            return SingletonSupervisor(self.app, self.name, self.actor_cls, mailbox_size=self.mailbox_size)
-        return PoolSupervisor(self.app, self.name, self.actor_cls, size=self.size, mailbox_size=self.mailbox_size)
+            return SingletonSupervisor(self.app, self.name, self.actor_cls, **common)  # type: ignore[arg-type]
+        return PoolSupervisor(self.app, self.name, self.actor_cls, size=self.size, **common)  # type: ignore[arg-type]
 
 
 def _check_name(what: str, name: str) -> str:
@@ -76,19 +86,66 @@ class App:
         return tuple(self._groups.values())
 
     def keyed(
-        self, actor_cls: type[Actor], *, key: str, name: str | None = None, mailbox_size: int = DEFAULT_MAILBOX_SIZE
+        self,
+        actor_cls: type[Actor],
+        *,
+        key: str,
+        name: str | None = None,
+        mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+        overflow: Overflow = "backpressure",
+        restart: RestartPolicy | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        max_actors: int = DEFAULT_MAX_ACTORS,
     ) -> GroupSpec:
-        """One ``actor_cls(key_value)`` per value of the message field ``key``, spawned on demand."""
+        """One ``actor_cls(key_value)`` per value of the message field ``key``, spawned on demand.
+
+        Args:
+            actor_cls: the `Actor` subclass; its handlers' message types are what the group gets.
+            key: the message field whose value picks the actor.
+            name: the group name (default: the class name).
+            mailbox_size: messages each actor may have waiting.
+            overflow: what a full mailbox does: ``"backpressure"`` (wait), ``"drop_newest"``
+                or ``"drop_oldest"`` (counted and dead-lettered).
+            restart: the restart policy (default `RestartPolicy()`).
+            idle_timeout: seconds without a message before an actor is passivated (None: never).
+            max_actors: live actors at most; the least recently used idle one makes room.
+
+        """
         return self._add(
-            GroupSpec(self.name, name or actor_cls.__name__, "keyed", actor_cls, key=key, mailbox_size=mailbox_size)
+            GroupSpec(
+                self.name,
+                name or actor_cls.__name__,
+                "keyed",
+                actor_cls,
+                key=key,
+                mailbox_size=mailbox_size,
+                overflow=overflow,
+                restart=restart,
+                idle_timeout=idle_timeout,
+                max_actors=max_actors,
+            )
         )
 
     def singleton(
-        self, actor_cls: type[Actor], *, name: str | None = None, mailbox_size: int = DEFAULT_MAILBOX_SIZE
+        self,
+        actor_cls: type[Actor],
+        *,
+        name: str | None = None,
+        mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+        overflow: Overflow = "backpressure",
+        restart: RestartPolicy | None = None,
     ) -> GroupSpec:
-        """Exactly one ``actor_cls()``, spawned on the first message."""
+        """Exactly one ``actor_cls()``, spawned on the first message; options as for `keyed`."""
         return self._add(
-            GroupSpec(self.name, name or actor_cls.__name__, "singleton", actor_cls, mailbox_size=mailbox_size)
+            GroupSpec(
+                self.name,
+                name or actor_cls.__name__,
+                "singleton",
+                actor_cls,
+                mailbox_size=mailbox_size,
+                overflow=overflow,
+                restart=restart,
+            )
         )
 
     def pool(
@@ -98,10 +155,24 @@ class App:
         size: int,
         name: str | None = None,
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+        overflow: Overflow = "backpressure",
+        restart: RestartPolicy | None = None,
     ) -> GroupSpec:
-        """Up to ``size`` interchangeable ``actor_cls()`` workers; each message goes to one free worker."""
+        """Up to ``size`` interchangeable ``actor_cls()`` workers sharing one mailbox of ``mailbox_size``.
+
+        Restarts count pool-wide: a failing worker is replaced until the bound is exhausted.
+        """
         return self._add(
-            GroupSpec(self.name, name or actor_cls.__name__, "pool", actor_cls, size=size, mailbox_size=mailbox_size)
+            GroupSpec(
+                self.name,
+                name or actor_cls.__name__,
+                "pool",
+                actor_cls,
+                size=size,
+                mailbox_size=mailbox_size,
+                overflow=overflow,
+                restart=restart,
+            )
         )
 
     def _add(self, spec: GroupSpec) -> GroupSpec:

@@ -11,22 +11,30 @@ Every error edabus raises derives from `EdabusError`::
     ├── NotAttachedError            an actor used the bus before any supervisor ran it
     ├── NoRouteError                no live group serves a request's key
     ├── RequestTimeout              no reply came before the deadline
-    └── RemoteError                 the handler that served a request raised
+    ├── RemoteError                 the handler that served a request raised
+    └── Undeliverable               a message no actor will handle (it is dead-lettered)
+        ├── MailboxFull             dropped by a drop_newest / drop_oldest overflow policy
+        ├── ActorStopped            its actor stopped (a "stop" directive, or the node stopped)
+        └── ActorEscalated          its actor exhausted its restarts; the key (or group) is closed
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ActorEscalated",
+    "ActorStopped",
     "BusClosedError",
     "DecodeError",
     "DefinitionError",
     "EdabusError",
     "KeyTemplateError",
     "KeyValueError",
+    "MailboxFull",
     "NoRouteError",
     "NotAttachedError",
     "RemoteError",
     "RequestTimeout",
+    "Undeliverable",
 ]
 
 
@@ -81,3 +89,19 @@ class RemoteError(EdabusError):
         self.type_name = type_name
         self.message = message
         self.key = key
+
+
+class Undeliverable(EdabusError):
+    """A message that no actor will handle; it is dead-lettered (and a request gets this error)."""
+
+
+class MailboxFull(Undeliverable):
+    """A mailbox was full and its overflow policy dropped this message."""
+
+
+class ActorStopped(Undeliverable):
+    """The actor this message was queued for stopped before handling it."""
+
+
+class ActorEscalated(Undeliverable):
+    """The actor (keyed: its key; pool and singleton: the group) exhausted its restarts."""

@@ -15,7 +15,11 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
         received: messages taken off the bus (and requests), decoded or not.
         handled: handler calls that returned.
         failed: handler calls that raised.
+        restarts: actor instances replaced after a failure.
+        escalations: actors (or pools) that exhausted their restarts.
         dead_letters: messages published to the dead-letter key.
+        dropped: messages an overflow policy dropped (each is also a dead letter).
+        passivated: actors stopped for idleness or to respect ``max_actors``.
         live_actors: actor instances alive now.
         mailbox_depth: messages waiting now, over all the group's mailboxes.
         mailbox_peak: the deepest any one mailbox of the group has been.
@@ -30,7 +34,11 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     received: int
     handled: int
     failed: int
+    restarts: int
+    escalations: int
     dead_letters: int
+    dropped: int
+    passivated: int
     live_actors: int
     mailbox_depth: int
     mailbox_peak: int

@@ -1,40 +1,48 @@
-"""Supervisors: keyed, singleton and pool groups that spawn actors on demand.
+"""The supervisor base: decoding, mailboxes and overflow, restart policy, dead letters.
 
 A supervisor group is (app name, group name). The node hands it each message
 whose key matches one of its handlers' message types; the group decodes it,
-picks the actor (spawning it if absent), and queues it in that actor's bounded
-mailbox. Each actor handles one message at a time, in arrival order.
+picks the actor (`_keyed`, `_pool`), and queues it in a bounded mailbox under
+the group's overflow policy. Each actor handles one message at a time, in
+arrival order; a failing handler meets the group's `RestartPolicy`.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import structlog
 import zenoh
 
 from ._actor import Actor, ActorContext, HandlerSpec, call_handler, call_hook, handlers_of
-from ._exceptions import DecodeError, DefinitionError
+from ._bus import Envelope
+from ._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionError, MailboxFull
 from ._mailbox import Mailbox
 from ._message import Message, decode_message, encode
+from ._policy import RestartPolicy, RestartWindow
 from ._statistics import SupervisorStatistics
-from ._wire import DeadLetter, ErrorReply, Meta, dead_letter_key, encode_meta
+from ._timers import Timers
+from ._wire import DeadLetter, ErrorReply, Escalation, Meta, dead_letter_key, encode_meta, escalation_key
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from anyio.abc import TaskGroup
 
-    from ._bus import Bus, Envelope
+    from ._bus import Bus
 
-__all__ = ["KeyedSupervisor", "PoolSupervisor", "SingletonSupervisor", "Supervisor"]
+__all__ = ["Cell", "Overflow", "Supervisor", "Work"]
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_MAILBOX_SIZE = 1000
+Overflow = Literal["backpressure", "drop_newest", "drop_oldest"]
+_OVERFLOWS = ("backpressure", "drop_newest", "drop_oldest")
 _STOP_TIMEOUT_S = 5.0
+_TIMER_ENVELOPE = Envelope("", b"")
 
 
 @dataclass(slots=True)
@@ -47,39 +55,63 @@ class Work:
     query: zenoh.Query | None
 
 
+@dataclass(slots=True, eq=False)
+class Cell:
+    """One actor activation: its instance (None until started), mailbox and state."""
+
+    key: object
+    mailbox: Mailbox[Work]
+    instance: Actor | None = None
+    scheduled: bool = False
+    stopped: bool = False
+    last_used: float = 0.0
+    restarts: RestartWindow | None = None
+    timers: Timers | None = None
+
+
 @dataclass(slots=True)
 class _Counters:
     received: int = 0
     handled: int = 0
     failed: int = 0
+    restarts: int = 0
+    escalations: int = 0
     dead_letters: int = 0
+    dropped: int = 0
+    passivated: int = 0
     handler_seconds: float = 0.0
 
 
-@dataclass(slots=True, eq=False)
-class _Activation:
-    """One live actor: its instance (None until started), mailbox and run state."""
-
-    key: object
-    mailbox: Mailbox[Work]
-    instance: Actor | None = None
-    running: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class Supervisor:
-    """What every supervisor kind shares: decoding, handling, replies, dead letters, counters."""
+    """What every supervisor kind shares; `_keyed` and `_pool` pick the actors."""
 
     kind = "abstract"
 
-    def __init__(self, app: str, name: str, actor_cls: type[Actor], *, mailbox_size: int) -> None:
+    def __init__(
+        self,
+        app: str,
+        name: str,
+        actor_cls: type[Actor],
+        *,
+        mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+        overflow: Overflow = "backpressure",
+        restart: RestartPolicy | None = None,
+    ) -> None:
         if not (isinstance(actor_cls, type) and issubclass(actor_cls, Actor)):
             msg = f"{actor_cls!r} is not an edabus.Actor subclass"
+            raise DefinitionError(msg)
+        if overflow not in _OVERFLOWS:
+            msg = f"group {name!r}: overflow must be one of {_OVERFLOWS}, got {overflow!r}"
+            raise DefinitionError(msg)
+        if mailbox_size < 1:
+            msg = f"group {name!r}: mailbox_size must be at least 1, got {mailbox_size}"
             raise DefinitionError(msg)
         self.app = app
         self.name = name
         self.actor_cls = actor_cls
         self.mailbox_size = mailbox_size
+        self.overflow = overflow
+        self.policy = restart or RestartPolicy()
         self.handlers = handlers_of(actor_cls)
         if not self.handlers:
             msg = f"{actor_cls.__name__} has no @edabus.handler methods: {self.kind} group {name!r} would get nothing"
@@ -108,83 +140,205 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Stop every actor of the group (``on_stop`` runs); what is still queued is dead-lettered."""
+        raise NotImplementedError
 
     def busy(self) -> bool:
         """Whether any actor of the group has a message queued or in hand."""
         raise NotImplementedError
 
-    # -- the path of one message -------------------------------------------------------------
+    # -- arrivals ----------------------------------------------------------------------------
 
     async def deliver(self, message_type: type[Message], envelope: Envelope, query: zenoh.Query | None) -> None:
-        """Decode one arrival and queue it for its actor (waiting while that mailbox is full)."""
+        """Decode one arrival and queue it for its actor, under the overflow policy."""
         self._counters.received += 1
         spec = self.handlers[message_type]
         try:
             msg = decode_message(message_type, envelope.payload, envelope.key)
         except DecodeError as exc:
-            self._reject(envelope, query, exc)
+            self.reject_arrival(envelope, query, exc)
             return
         await self._enqueue(Work(msg, spec, envelope, query))
 
     async def _enqueue(self, work: Work) -> None:
         raise NotImplementedError
 
-    def _context(self, key: object) -> ActorContext:
+    async def _put(self, mailbox: Mailbox[Work], work: Work) -> bool:
+        """Queue work under the overflow policy; False if the new work itself was dropped."""
+        if not mailbox.full():
+            mailbox.put_nowait(work)
+            return True
+        if self.overflow == "backpressure":
+            await mailbox.put(work)
+            return True
+        self._counters.dropped += 1
+        if self.overflow == "drop_newest":
+            self.reject(work, MailboxFull(f"mailbox of {self.name} full ({mailbox.capacity}): newest dropped"))
+            return False
+        self.reject(
+            mailbox.get_nowait(), MailboxFull(f"mailbox of {self.name} full ({mailbox.capacity}): oldest dropped")
+        )
+        mailbox.put_nowait(work)
+        return True
+
+    def work_for_timer(self, msg: Message) -> Work:
+        """Work for a message an actor scheduled to itself."""
+        spec = self.handlers.get(type(msg))
+        if spec is None:
+            raise ValueError(f"{self.actor_cls.__name__} has no handler for {type(msg).__name__}")
+        return Work(msg, spec, _TIMER_ENVELOPE, None)
+
+    # -- actor instances ---------------------------------------------------------------------
+
+    def _construct_args(self, cell: Cell) -> tuple[object, ...]:  # noqa: ARG002 - keyed passes the key
+        return ()
+
+    def _timer_deliver(self, cell: Cell) -> Callable[[Message], Awaitable[bool]]:
+        raise NotImplementedError
+
+    async def start_instance(self, cell: Cell) -> bool:
+        """Build and start the cell's actor; on failure its queued messages fail and it stops."""
         assert self._bus is not None  # noqa: S101 - attach() runs before any message
-        return ActorContext(bus=self._bus, app=self.app, group=self.name, key=key, node_id=self._node_id)
+        assert self._tg is not None  # noqa: S101
+        try:
+            instance = self.actor_cls(*self._construct_args(cell))
+            cell.timers = Timers(self._timer_deliver(cell), self._tg.start_soon)
+            instance._edabus_context = ActorContext(  # noqa: SLF001 - the supervisor owns the context
+                bus=self._bus, app=self.app, group=self.name, key=cell.key, node_id=self._node_id, timers=cell.timers
+            )
+            await call_hook(instance.on_start)
+        except Exception as exc:  # noqa: BLE001 - a failing constructor fails its messages only
+            self._log.exception("actor.spawn_failed", key=cell.key)
+            self.close_cell(cell, ActorStopped(f"{self.actor_cls.__name__}({cell.key!r}) failed to start: {exc!r}"))
+            return False
+        cell.instance = instance
+        self._log.info("actor.spawned", key=cell.key)
+        return True
 
-    async def _spawn(self, key: object, *args: object) -> Actor:
-        instance = self.actor_cls(*args)
-        instance._edabus_context = self._context(key)  # noqa: SLF001 - the supervisor owns the context
-        await call_hook(instance.on_start)
-        self._log.info("actor.spawned", key=key)
-        return instance
-
-    async def _stop_instance(self, instance: Actor, key: object) -> None:
+    async def stop_instance(self, cell: Cell, event: str = "actor.stopped", **fields: object) -> None:
+        """Cancel the cell's timers and run ``on_stop`` (bounded); the cell keeps its mailbox."""
+        instance, cell.instance = cell.instance, None
+        if cell.timers is not None:
+            cell.timers.cancel_all()
+        if instance is None:
+            return
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_STOP_TIMEOUT_S):
                 await call_hook(instance.on_stop)
         except Exception:  # noqa: BLE001 - a broken hook must not stop the others
-            self._log.exception("actor.on_stop_failed", key=key)
-        self._log.info("actor.stopped", key=key)
+            self._log.exception("actor.on_stop_failed", key=cell.key)
+        self._log.info(event, key=cell.key, **fields)
 
-    async def _handle(self, instance: Actor, work: Work, key: object) -> None:
+    def close_cell(self, cell: Cell, exc: Exception) -> None:
+        """Mark the cell closed and fail what is queued in it."""
+        cell.stopped = True
+        for work in cell.mailbox.drain():
+            self.reject(work, exc)
+
+    # -- handling ----------------------------------------------------------------------------
+
+    def _window(self, cell: Cell) -> RestartWindow:
+        if cell.restarts is None:
+            cell.restarts = RestartWindow(self.policy)
+        return cell.restarts
+
+    async def handle(self, cell: Cell, work: Work) -> bool:
+        """Run one message on the cell's actor; False when the cell takes no more messages."""
+        instance = cell.instance
+        assert instance is not None  # noqa: S101 - started before any message is handled
         started = time.perf_counter()
         counters = self._counters
         query = work.query
         try:
             result = await call_handler(work.spec, instance, work.msg)
-        except Exception as exc:  # noqa: BLE001 - a failing handler must not take the group down
-            counters.failed += 1
-            self._log.warning("actor.failed", key=key, message=type(work.msg).__name__, error=repr(exc), exc_info=exc)
-            try:
-                await call_hook(instance.on_failure, exc, work.msg)
-            except Exception:  # noqa: BLE001 - a broken hook must not stop the group
-                self._log.exception("actor.on_failure_failed", key=key)
-            if query is not None:
-                _reply_error(query, exc)
-            else:
-                self.dead_letter(work.envelope, exc)
+        except Exception as exc:  # noqa: BLE001 - a failing handler meets the policy, not the node
+            return await self._failed(cell, instance, work, exc)
         else:
             counters.handled += 1
             if query is not None:
                 _reply(query, result)
+            return True
         finally:
             counters.handler_seconds += time.perf_counter() - started
             if query is not None:
                 query.drop()
 
-    def _reject(self, envelope: Envelope, query: zenoh.Query | None, exc: BaseException) -> None:
-        """A message that cannot reach any actor: answer the requester, or dead-letter it."""
+    async def _failed(self, cell: Cell, instance: Actor, work: Work, exc: Exception) -> bool:
+        self._counters.failed += 1
+        directive = self.policy.directive_for(exc)
+        self._log.warning(
+            "actor.failed",
+            key=cell.key,
+            message=type(work.msg).__name__,
+            error=repr(exc),
+            directive=directive,
+            exc_info=exc,
+        )
+        try:
+            await call_hook(instance.on_failure, exc, work.msg)
+        except Exception:  # noqa: BLE001 - a broken hook must not stop the group
+            self._log.exception("actor.on_failure_failed", key=cell.key)
+        if work.query is not None:
+            _reply_error(work.query, exc)
+        else:
+            self.dead_letter(work.envelope, exc)
+        if directive == "resume":
+            return True
+        if directive == "stop":
+            await self.stop_instance(cell)
+            self.close_cell(cell, ActorStopped(f"{self.actor_cls.__name__}({cell.key!r}) stopped after {exc!r}"))
+            await self._after_stop(cell)
+            return False
+        attempt = self._window(cell).attempt()
+        if attempt is None:
+            await self._escalate(cell, exc)
+            return False
+        delay = self.policy.delay_for(attempt)
+        self._counters.restarts += 1
+        await self.stop_instance(cell, "actor.restarting", attempt=attempt, backoff=round(delay, 6))
+        await self.policy.sleep(delay)
+        if not await self.start_instance(cell):
+            return False
+        self._log.info("actor.restarted", key=cell.key, attempt=attempt, backoff=round(delay, 6))
+        return True
+
+    async def _after_stop(self, cell: Cell) -> None:
+        """What the kind does once a cell stopped by directive (keyed: forget it)."""
+
+    async def _escalate(self, cell: Cell, exc: Exception) -> None:
+        """The restart bound is exhausted: stop the actor, close it, publish an escalation."""
+        self._counters.escalations += 1
+        restarts = self.policy.max_restarts
+        self._log.error("actor.escalated", key=cell.key, error=repr(exc), restarts=restarts)
+        await self.stop_instance(cell)
+        self._close_escalated(cell, ActorEscalated(f"{self.actor_cls.__name__}({cell.key!r}) escalated after {exc!r}"))
+        if self._bus is not None and not self._bus.closed:
+            event = Escalation(
+                app=self.app,
+                group=self.name,
+                node=self._node_id,
+                key="" if cell.key is None else str(cell.key),
+                error_type=type(exc).__name__,
+                error=str(exc),
+                restarts=restarts,
+                time=time.time(),
+            )
+            self._bus.put(escalation_key(self.app, self.name), encode(event))
+
+    def _close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
+        self.close_cell(cell, exc)
+
+    # -- what cannot be handled --------------------------------------------------------------
+
+    def reject(self, work: Work, exc: BaseException) -> None:
+        """A message no actor will handle: answer the requester with the error, and dead-letter it."""
+        self.reject_arrival(work.envelope, work.query, exc)
+
+    def reject_arrival(self, envelope: Envelope, query: zenoh.Query | None, exc: BaseException) -> None:
+        """`reject`, for an arrival that never became work (it did not decode)."""
         if query is not None:
             _reply_error(query, exc)
             query.drop()
         self.dead_letter(envelope, exc)
-
-    def fail_queued(self, works: list[Work], exc: BaseException) -> None:
-        """Answer or dead-letter messages that were queued for an actor that cannot take them."""
-        for work in works:
-            self._reject(work.envelope, work.query, exc)
 
     def dead_letter(self, envelope: Envelope, exc: BaseException) -> None:
         """Publish a message no actor could handle on the group's dead-letter key; count and log it."""
@@ -226,171 +380,16 @@ class Supervisor:
             received=c.received,
             handled=c.handled,
             failed=c.failed,
+            restarts=c.restarts,
+            escalations=c.escalations,
             dead_letters=c.dead_letters,
+            dropped=c.dropped,
+            passivated=c.passivated,
             live_actors=live,
             mailbox_depth=depth,
             mailbox_peak=peak,
             handler_seconds=c.handler_seconds,
         )
-
-
-class KeyedSupervisor(Supervisor):
-    """One actor per key value (the message field named by ``key``), spawned on demand."""
-
-    kind = "keyed"
-
-    def __init__(self, app: str, name: str, actor_cls: type[Actor], *, key: str, mailbox_size: int) -> None:
-        super().__init__(app, name, actor_cls, mailbox_size=mailbox_size)
-        self.key_field = key
-        for message_type in self.handlers:
-            if key not in message_type.__struct_fields__:
-                msg = (
-                    f"keyed group {name!r}: {actor_cls.__name__} handles {message_type.__name__}, "
-                    f"which has no field {key!r} to pick the actor by"
-                )
-                raise DefinitionError(msg)
-        self._actors: dict[object, _Activation] = {}
-        self._peak = 0
-
-    def _key_of(self, msg: Message) -> object:
-        return getattr(msg, self.key_field)
-
-    def _construct_args(self, key: object) -> tuple[object, ...]:
-        return (key,)
-
-    async def _enqueue(self, work: Work) -> None:
-        key = self._key_of(work.msg)
-        act = self._actors.get(key)
-        if act is None:
-            act = self._actors[key] = _Activation(key, Mailbox(self.mailbox_size))
-        mailbox = act.mailbox
-        if mailbox.full():
-            await mailbox.put(work)
-        else:
-            mailbox.put_nowait(work)
-        if not act.running:
-            act.running = True
-            assert self._tg is not None  # noqa: S101 - attach() runs before any message
-            self._tg.start_soon(self._run, act)
-
-    async def _run(self, act: _Activation) -> None:
-        """Drain one actor's mailbox, one message at a time; spawn the actor first if needed."""
-        try:
-            if act.instance is None:
-                try:
-                    act.instance = await self._spawn(act.key, *self._construct_args(act.key))
-                except Exception as exc:  # noqa: BLE001 - a failing constructor fails its messages only
-                    self._log.exception("actor.spawn_failed", key=act.key)
-                    self._actors.pop(act.key, None)
-                    self.fail_queued(act.mailbox.drain(), exc)
-                    return
-            mailbox = act.mailbox
-            instance = act.instance
-            while mailbox:
-                await self._handle(instance, mailbox.get_nowait(), act.key)
-        finally:
-            act.running = False
-
-    async def stop(self) -> None:
-        actors, self._actors = self._actors, {}
-        for act in actors.values():
-            queued = act.mailbox.drain()
-            if queued:
-                self.fail_queued(queued, RuntimeError(f"group {self.name!r} stopped"))
-            if act.instance is not None:
-                await self._stop_instance(act.instance, act.key)
-
-    def busy(self) -> bool:
-        return any(act.running for act in self._actors.values())
-
-    def _live_and_depth(self) -> tuple[int, int, int]:
-        live = depth = peak = 0
-        for act in self._actors.values():
-            live += act.instance is not None
-            depth += len(act.mailbox)
-            peak = max(peak, act.mailbox.peak)
-        self._peak = max(self._peak, peak)
-        return live, depth, self._peak
-
-
-class SingletonSupervisor(KeyedSupervisor):
-    """Exactly one actor for the whole group, spawned on the first message."""
-
-    kind = "singleton"
-
-    def __init__(self, app: str, name: str, actor_cls: type[Actor], *, mailbox_size: int) -> None:
-        Supervisor.__init__(self, app, name, actor_cls, mailbox_size=mailbox_size)
-        self.key_field = ""
-        self._actors = {}
-        self._peak = 0
-
-    def _key_of(self, msg: Message) -> object:  # noqa: ARG002 - one actor, whatever the message
-        return None
-
-    def _construct_args(self, key: object) -> tuple[object, ...]:  # noqa: ARG002 - a singleton takes no key
-        return ()
-
-
-class PoolSupervisor(Supervisor):
-    """``size`` interchangeable workers sharing one mailbox; each message goes to one free worker."""
-
-    kind = "pool"
-
-    def __init__(self, app: str, name: str, actor_cls: type[Actor], *, size: int, mailbox_size: int) -> None:
-        super().__init__(app, name, actor_cls, mailbox_size=mailbox_size)
-        if size < 1:
-            msg = f"pool group {name!r}: size must be at least 1, got {size}"
-            raise DefinitionError(msg)
-        self.size = size
-        self._queue: Mailbox[Work] = Mailbox(mailbox_size)
-        self._workers: list[Actor] = []
-        self._starting = 0
-        self._idle = 0
-        self._indexes = itertools.count()
-
-    async def _enqueue(self, work: Work) -> None:
-        await self._queue.put(work)
-        # Spawn while more messages wait than idle (or starting) workers can take, up to size.
-        while len(self._queue) > self._idle and len(self._workers) + self._starting < self.size:
-            self._starting += 1
-            self._idle += 1
-            assert self._tg is not None  # noqa: S101 - attach() runs before any message
-            self._tg.start_soon(self._worker, next(self._indexes))
-
-    async def _worker(self, index: int) -> None:
-        try:
-            instance = await self._spawn(index)
-        except Exception as exc:  # noqa: BLE001 - a failing constructor must not stop the pool
-            self._log.exception("actor.spawn_failed", key=index)
-            self._idle -= 1
-            if not self._workers and self._starting == 1:  # nobody else will take the queue
-                self.fail_queued(self._queue.drain(), exc)
-            return
-        finally:
-            self._starting -= 1
-        self._workers.append(instance)
-        queue = self._queue
-        while True:
-            work = await queue.get()
-            self._idle -= 1
-            try:
-                await self._handle(instance, work, index)
-            finally:
-                self._idle += 1
-
-    async def stop(self) -> None:
-        queued = self._queue.drain()
-        if queued:
-            self.fail_queued(queued, RuntimeError(f"group {self.name!r} stopped"))
-        workers, self._workers = self._workers, []
-        for index, instance in enumerate(workers):
-            await self._stop_instance(instance, index)
-
-    def busy(self) -> bool:
-        return bool(self._queue) or self._idle < len(self._workers) + self._starting
-
-    def _live_and_depth(self) -> tuple[int, int, int]:
-        return len(self._workers), len(self._queue), self._queue.peak
 
 
 def _reply(query: zenoh.Query, result: Any) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "CatalogEntry",
     "DeadLetter",
     "ErrorReply",
+    "Escalation",
     "Meta",
     "NodeCatalog",
     "ValidateRequest",
@@ -25,6 +26,7 @@ __all__ = [
     "dead_letter_key",
     "decode_meta",
     "encode_meta",
+    "escalation_key",
     "member_key",
     "stats_key",
     "validate_key",
@@ -65,6 +67,19 @@ class DeadLetter(msgspec.Struct):
     group: str
     node: str
     type: str = ""
+    time: float = 0.0
+
+
+class Escalation(msgspec.Struct):
+    """An actor (or a pool) exhausted its restarts and stopped taking messages."""
+
+    app: str
+    group: str
+    node: str
+    key: str
+    error_type: str
+    error: str
+    restarts: int
     time: float = 0.0
 
 
@@ -137,6 +152,11 @@ def stats_key(node: str) -> str:
 def validate_key(node: str) -> str:
     """A node's validation queryable: a `ValidateRequest` in, the canonical payload out."""
     return f"{PREFIX}/node/{node}/validate"
+
+
+def escalation_key(app: str, group: str) -> str:
+    """Where a group publishes an `Escalation` when an actor exhausts its restarts."""
+    return f"{PREFIX}/escalation/{app}/{group}"
 
 
 def dead_letter_key(app: str, group: str) -> str:

@@ -1,0 +1,252 @@
+"""Keyed and singleton supervisors: one actor per key value, spawned on demand.
+
+Live actors are kept in least-recently-used order. An actor idle longer than
+``idle_timeout`` is passivated (``on_stop`` runs); when ``max_actors`` are live,
+the least recently used idle one is passivated to make room (and if every one
+is busy, the new key waits). A message for a passivated key re-activates it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._exceptions import ActorEscalated, ActorStopped, DefinitionError
+from ._mailbox import Mailbox
+from ._runners import Runners
+from ._supervisor import Cell, Supervisor, Work
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from anyio.abc import TaskGroup
+
+    from ._actor import Actor
+    from ._bus import Bus
+    from ._message import Message
+    from ._policy import RestartPolicy
+    from ._supervisor import Overflow
+
+__all__ = ["KeyedSupervisor", "SingletonSupervisor"]
+
+DEFAULT_IDLE_TIMEOUT = 600.0
+DEFAULT_MAX_ACTORS = 100_000
+_QUANTUM = 64  # messages of one actor a runner handles before it serves the next actor
+_MAX_ESCALATED = 10_000  # closed keys remembered; the oldest are forgotten (and may re-activate)
+
+
+class KeyedSupervisor(Supervisor):
+    """One actor per value of the message field ``key``, built as ``cls(value)``."""
+
+    kind = "keyed"
+
+    def __init__(
+        self,
+        app: str,
+        name: str,
+        actor_cls: type[Actor],
+        *,
+        key: str,
+        mailbox_size: int,
+        overflow: Overflow = "backpressure",
+        restart: RestartPolicy | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        max_actors: int = DEFAULT_MAX_ACTORS,
+    ) -> None:
+        super().__init__(app, name, actor_cls, mailbox_size=mailbox_size, overflow=overflow, restart=restart)
+        if max_actors < 1 or (idle_timeout is not None and idle_timeout <= 0):
+            msg = f"group {name!r}: max_actors must be >= 1 and idle_timeout > 0 (or None)"
+            raise DefinitionError(msg)
+        self.key_field = key
+        for message_type in self.handlers:
+            if key and key not in message_type.__struct_fields__:
+                msg = (
+                    f"keyed group {name!r}: {actor_cls.__name__} handles {message_type.__name__}, "
+                    f"which has no field {key!r} to pick the actor by"
+                )
+                raise DefinitionError(msg)
+        self.idle_timeout = idle_timeout
+        self.max_actors = max_actors
+        self._cells: OrderedDict[object, Cell] = OrderedDict()
+        self._escalated: OrderedDict[object, None] = OrderedDict()
+        self._runners: Runners[Cell] = Runners(self._run_cell)
+        self._room: anyio.Event | None = None
+        self._peak = 0
+
+    def attach(self, bus: Bus, tg: TaskGroup) -> None:
+        super().attach(bus, tg)
+        self._runners.attach(tg)
+        if self.idle_timeout is not None:
+            tg.start_soon(self._reap_idle, self.idle_timeout)
+
+    def _key_of(self, msg: Message) -> object:
+        return getattr(msg, self.key_field)
+
+    def _construct_args(self, cell: Cell) -> tuple[object, ...]:
+        return (cell.key,)
+
+    # -- arrivals ----------------------------------------------------------------------------
+
+    async def _enqueue(self, work: Work) -> None:
+        key = self._key_of(work.msg)
+        if key in self._escalated:
+            self.reject(work, ActorEscalated(f"{self.actor_cls.__name__}({key!r}) escalated; it takes no messages"))
+            return
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = await self._activate(key)
+        else:
+            self._cells.move_to_end(key)
+        await self._put(cell.mailbox, work)
+        if cell.stopped:  # closed while we waited for room: route again (re-activate, or refuse)
+            for queued in cell.mailbox.drain():
+                await self._enqueue(queued)
+            return
+        self._runners.schedule(cell)
+
+    async def _activate(self, key: object) -> Cell:
+        while len(self._cells) >= self.max_actors:
+            victim = next((c for c in self._cells.values() if not c.scheduled and not c.mailbox), None)
+            if victim is not None:
+                await self._passivate(victim, "max_actors")
+                continue
+            self._room = anyio.Event()  # every live actor is busy: wait for one to finish
+            await self._room.wait()
+        cell = self._cells.get(key)  # another arrival may have activated it while we waited
+        if cell is None:
+            cell = self._cells[key] = Cell(key, Mailbox(self.mailbox_size), last_used=time.monotonic())
+        return cell
+
+    def _timer_deliver(self, cell: Cell) -> Callable[[Message], Awaitable[bool]]:
+        async def deliver(msg: Message) -> bool:
+            if cell.stopped or cell.instance is None:
+                return False
+            await self._put(cell.mailbox, self.work_for_timer(msg))
+            if cell.stopped:
+                return False
+            self._runners.schedule(cell)
+            return True
+
+        return deliver
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def _run_cell(self, cell: Cell) -> int:
+        """Handle up to a quantum of one actor's messages (a runner calls this)."""
+        handled = 0
+        try:
+            if cell.instance is None and not cell.stopped and not await self.start_instance(cell):
+                self._forget(cell)
+                return 0
+            mailbox = cell.mailbox
+            while mailbox and handled < _QUANTUM and not cell.stopped:
+                handled += 1
+                if not await self.handle(cell, mailbox.get_nowait()):
+                    break
+        finally:
+            cell.scheduled = False
+            cell.last_used = time.monotonic()
+            if cell.mailbox and not cell.stopped:
+                self._runners.schedule(cell)
+            elif self._room is not None:
+                self._room.set()
+                self._room = None
+        return handled
+
+    def _forget(self, cell: Cell) -> None:
+        if self._cells.get(cell.key) is cell:
+            del self._cells[cell.key]
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    async def _after_stop(self, cell: Cell) -> None:
+        self._forget(cell)
+
+    def _close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
+        self.close_cell(cell, exc)
+        self._forget(cell)
+        self._escalated[cell.key] = None
+        while len(self._escalated) > _MAX_ESCALATED:
+            self._escalated.popitem(last=False)
+
+    # -- passivation -------------------------------------------------------------------------
+
+    async def _passivate(self, cell: Cell, reason: str) -> None:
+        self._forget(cell)
+        cell.stopped = True
+        self._counters.passivated += 1
+        await self.stop_instance(cell, "actor.passivated", reason=reason)
+
+    async def _reap_idle(self, idle_timeout: float) -> None:
+        """Passivate actors idle longer than ``idle_timeout``, oldest first."""
+        tick = min(1.0, idle_timeout / 4)
+        while True:
+            await anyio.sleep(tick)
+            deadline = time.monotonic() - idle_timeout
+            expired = []
+            for cell in self._cells.values():
+                if cell.last_used > deadline:
+                    break
+                if not cell.scheduled and not cell.mailbox:
+                    expired.append(cell)
+            for cell in expired:
+                if not cell.scheduled and not cell.mailbox and self._cells.get(cell.key) is cell:
+                    await self._passivate(cell, "idle")
+
+    # -- node stop, statistics ---------------------------------------------------------------
+
+    async def stop(self) -> None:
+        cells, self._cells = self._cells, OrderedDict()
+        for cell in cells.values():
+            self.close_cell(cell, ActorStopped(f"group {self.name!r} stopped"))
+            await self.stop_instance(cell)
+
+    def busy(self) -> bool:
+        return any(cell.scheduled or cell.mailbox for cell in self._cells.values())
+
+    def _live_and_depth(self) -> tuple[int, int, int]:
+        live = depth = peak = 0
+        for cell in self._cells.values():
+            live += cell.instance is not None
+            depth += len(cell.mailbox)
+            peak = max(peak, cell.mailbox.peak)
+        self._peak = max(self._peak, peak)
+        return live, depth, self._peak
+
+
+class SingletonSupervisor(KeyedSupervisor):
+    """Exactly one actor for the whole group, built as ``cls()`` on the first message."""
+
+    kind = "singleton"
+
+    def __init__(
+        self,
+        app: str,
+        name: str,
+        actor_cls: type[Actor],
+        *,
+        mailbox_size: int,
+        overflow: Overflow = "backpressure",
+        restart: RestartPolicy | None = None,
+    ) -> None:
+        super().__init__(
+            app,
+            name,
+            actor_cls,
+            key="",
+            mailbox_size=mailbox_size,
+            overflow=overflow,
+            restart=restart,
+            idle_timeout=None,
+            max_actors=1,
+        )
+
+    def _key_of(self, msg: Message) -> object:  # noqa: ARG002 - one actor, whatever the message
+        return None
+
+    def _construct_args(self, cell: Cell) -> tuple[object, ...]:  # noqa: ARG002 - a singleton takes no key
+        return ()
