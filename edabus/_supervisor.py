@@ -201,7 +201,7 @@ class Supervisor:
         assert self._tg is not None  # noqa: S101
         try:
             instance = self.actor_cls(*self._construct_args(cell))
-            cell.timers = Timers(self._timer_deliver(cell), self._tg.start_soon)
+            cell.timers = Timers(self._timer_deliver(cell), self._tg.start_soon, self.work_for_timer)
             instance._edabus_context = ActorContext(  # noqa: SLF001 - the supervisor owns the context
                 bus=self._bus, app=self.app, group=self.name, key=cell.key, node_id=self._node_id, timers=cell.timers
             )

@@ -45,11 +45,12 @@ StartTask = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
 class Timers:
     """The timers of one actor instance."""
 
-    __slots__ = ("_deliver", "_start", "_timers")
+    __slots__ = ("_check", "_deliver", "_start", "_timers")
 
-    def __init__(self, deliver: Deliver, start: StartTask) -> None:
+    def __init__(self, deliver: Deliver, start: StartTask, check: Callable[[Message], object]) -> None:
         self._deliver = deliver
         self._start = start
+        self._check = check
         self._timers: set[Timer] = set()
 
     def schedule(self, msg: Message, delay: float, interval: float | None) -> Timer:
@@ -57,6 +58,7 @@ class Timers:
         if delay < 0 or (interval is not None and interval <= 0):
             msg_text = f"timer delay must be >= 0 and interval > 0 (got {delay}, {interval})"
             raise ValueError(msg_text)
+        self._check(msg)  # refuse now a message the actor has no handler for, not when it fires
         timer = Timer(interval)
         self._timers.add(timer)
 
