@@ -91,6 +91,7 @@ class Actor:
             key if key is not None else msg.key(),
             encode(msg),
             type_name=type(msg).__edabus_type__,
+            backpressure=False,  # waiting on a full group could be waiting on ourselves
         )
 
     async def request(self, msg: Message, *, timeout: float = 5.0, reply_type: type[Any] | None = None) -> Any:

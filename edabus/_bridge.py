@@ -14,18 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
+import structlog
 
-__all__ = ["Inbox", "Waker"]
+__all__ = ["DEFAULT_OVERFLOW_LIMIT", "DEFAULT_STALL_TIMEOUT", "Inbox", "Waker"]
 
 T = TypeVar("T")
 
+log = structlog.get_logger(__name__)
+
 # A thread blocked on a full inbox re-checks at this period, so close() can never strand it.
-_BLOCK_POLL_S = 0.1
+_BLOCK_POLL_S = 0.01
+# Zenoh closes a link whose sender waited 5 s (block/wait_before_close) or whose receiver was
+# silent for its 10 s lease: stop making Zenoh wait well before either.
+DEFAULT_STALL_TIMEOUT = 2.0
+DEFAULT_OVERFLOW_LIMIT = 50_000
+_KEEP_REJECTED = 10_000  # rejected items kept for dead letters; beyond this only counted
 
 
 class Waker:
@@ -49,10 +58,31 @@ class Waker:
 
 
 class Inbox(Generic[T]):
-    """A bounded multi-producer, single-consumer queue from threads into one task."""
+    """A bounded multi-producer, single-consumer queue from threads into one task.
 
-    def __init__(self, capacity: int) -> None:
+    A foreign thread (Zenoh's) that pushes into a full inbox waits for room, which
+    backpressures the sender, but only while the consumer makes progress: after
+    ``stall_timeout`` seconds without a take, the inbox stops making Zenoh wait
+    (a receive path blocked for seconds closes the link: ZENOH_NOTES.md §8) and
+    holds up to ``overflow_limit`` more items; past that, arrivals are rejected
+    (kept for the loop to dead-letter, and counted). Waiting resumes once the
+    consumer has caught up below capacity.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+        overflow_limit: int = DEFAULT_OVERFLOW_LIMIT,
+        on_pressure: Callable[[Inbox[T]], None] | None = None,
+        name: str = "",
+    ) -> None:
         self.capacity = capacity
+        self.stall_timeout = stall_timeout
+        self.overflow_limit = overflow_limit
+        self.name = name
+        self._on_pressure = on_pressure
         self._items: deque[T] = deque()
         self._waker = Waker()
         self._loop_thread = threading.get_ident()
@@ -62,31 +92,58 @@ class Inbox(Generic[T]):
         self._blocked = 0
         self._room_event: anyio.Event | None = None
         self._closed = False
+        self._last_take = time.monotonic()
+        self._overflowing = False
+        self._rejected: deque[T] = deque(maxlen=_KEEP_REJECTED)
+        self._rejected_ready = anyio.Event()
         self.peak = 0
+        self.stalls = 0
+        self.rejected = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
     def push(self, item: T) -> None:
-        """Queue an item; from a foreign thread, wait while the inbox is full."""
+        """Queue an item; from a foreign thread, wait while the inbox is full (see the class doc)."""
         if self._closed:
             return
         items = self._items
+        on_loop = threading.get_ident() == self._loop_thread
+        if (
+            len(items) >= self.capacity
+            and not on_loop
+            and not self._wait_for_room()
+            and len(items) >= self.capacity + self.overflow_limit
+        ):
+            self.rejected += 1
+            self._rejected.append(item)
+            self._waker(self._rejected_ready.set)
+            return
         items.append(item)
+        self.peak = max(self.peak, len(items))
         if self._consumer_waiting:
             self._consumer_waiting = False
             self._waker(self._ready.set)
-        if len(items) >= self.capacity:
-            self.peak = max(self.peak, len(items))
-            if threading.get_ident() != self._loop_thread:
-                self._wait_for_room()
+        if on_loop and len(items) >= self.capacity and self._on_pressure is not None:
+            self._on_pressure(self)  # a publisher on the loop waits for room instead
 
-    def _wait_for_room(self) -> None:
+    def _wait_for_room(self) -> bool:
+        """Wait while full and the consumer progresses; False once it has stalled (overflow mode)."""
+        if self._overflowing:
+            return False
         with self._room:
             self._blocked += 1
             try:
                 while len(self._items) >= self.capacity and not self._closed:
+                    if time.monotonic() - self._last_take > self.stall_timeout:
+                        self._overflowing = True
+                        self.stalls += 1
+                        log.warning(
+                            "inbox.stalled", inbox=self.name, waited_s=self.stall_timeout, queued=len(self._items)
+                        )
+                        return False
                     self._room.wait(_BLOCK_POLL_S)
+                return True
             finally:
                 self._blocked -= 1
 
@@ -115,11 +172,28 @@ class Inbox(Generic[T]):
             await self._ready.wait()
         pop = items.popleft
         batch = [pop() for _ in range(min(len(items), limit))]
+        self._last_take = time.monotonic()
         self._after_take()
         return batch
 
+    async def get_rejected(self) -> list[T]:
+        """Wait for items rejected in overflow (to dead-letter them); [] once closed."""
+        while not self._rejected:
+            if self._closed:
+                return []
+            self._rejected_ready = anyio.Event()
+            if self._rejected:
+                break
+            await self._rejected_ready.wait()
+        taken = list(self._rejected)
+        self._rejected.clear()  # only the loop thread takes; a push racing here is kept next time
+        return taken
+
     def _after_take(self) -> None:
         if len(self._items) < self.capacity:
+            if self._overflowing:
+                self._overflowing = False
+                log.info("inbox.recovered", inbox=self.name)
             if self._blocked:
                 with self._room:
                     self._room.notify_all()
@@ -131,8 +205,15 @@ class Inbox(Generic[T]):
         """Stop taking items; wake the consumer and every waiting producer. Loop thread only."""
         self._closed = True
         self._ready.set()
+        self._rejected_ready.set()
         if self._room_event is not None:
             self._room_event.set()
             self._room_event = None
         with self._room:
             self._room.notify_all()
+
+    def drain(self) -> list[T]:
+        """Take everything still queued (after close). Loop thread only."""
+        items = list(self._items)
+        self._items.clear()
+        return items

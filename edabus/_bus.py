@@ -164,8 +164,10 @@ class Bus:
         self._closed = False
         self._published = False
         self._subscriptions: set[Subscription] = set()
-        # The inbox of the node hosted on this bus; a publisher on the loop waits for its room.
-        self.ingress: Inbox[Any] | None = None
+        # Inboxes of the node hosted on this bus that a local put just filled: the publisher
+        # (on the loop thread, where a put delivers synchronously) waits for their room.
+        self._pressured: set[Inbox[Any]] = set()
+        self.hosting = False
 
     @property
     def closed(self) -> bool:
@@ -190,12 +192,25 @@ class Bus:
             trace=trace,
         )
 
-    async def publish_raw(self, key: str, payload: bytes, *, type_name: str = "", trace: str = "") -> None:
-        """Publish raw payload bytes on a key, with edabus metadata."""
+    async def publish_raw(
+        self, key: str, payload: bytes, *, type_name: str = "", trace: str = "", backpressure: bool = True
+    ) -> None:
+        """Publish raw payload bytes on a key, with edabus metadata.
+
+        With ``backpressure`` (the default) a publish that filled a local group's inbox
+        waits for room; actors publish without it, since an actor waiting on its own
+        group could wait forever.
+        """
         self.put(key, payload, encode_meta(self.next_meta(type_name, trace)))
-        ingress = self.ingress
-        if ingress is not None and ingress.over_capacity():
-            await ingress.wait_room()
+        if self._pressured:
+            pressured, self._pressured = self._pressured, set()
+            if backpressure:
+                for inbox in pressured:
+                    await inbox.wait_room()
+
+    def note_pressure(self, inbox: Inbox[Any]) -> None:
+        """A local put filled ``inbox`` (called by the inbox, on the loop thread)."""
+        self._pressured.add(inbox)
 
     def put(self, key: str, payload: bytes, attachment: bytes | None = None) -> None:
         """The bare put: reliable, congestion control BLOCK. May block while the bus is congested."""

@@ -96,10 +96,11 @@ class KeyedSupervisor(Supervisor):
             self.reject(work, ActorEscalated(f"{self.actor_cls.__name__}({key!r}) escalated; it takes no messages"))
             return
         cell = self._cells.get(key)
-        if cell is None:
+        if cell is None or cell.stopped:
             cell = await self._activate(key)
         else:
             self._cells.move_to_end(key)
+        cell.last_used = time.monotonic()
         await self._put(cell.mailbox, work)
         if cell.stopped:  # closed while we waited for room: route again (re-activate, or refuse)
             for queued in cell.mailbox.drain():
@@ -116,14 +117,15 @@ class KeyedSupervisor(Supervisor):
             self._room = anyio.Event()  # every live actor is busy: wait for one to finish
             await self._room.wait()
         cell = self._cells.get(key)  # another arrival may have activated it while we waited
-        if cell is None:
+        if cell is None or cell.stopped:
             cell = self._cells[key] = Cell(key, Mailbox(self.mailbox_size), last_used=time.monotonic())
         return cell
 
     def _timer_deliver(self, cell: Cell) -> Callable[[Message], Awaitable[bool]]:
         async def deliver(msg: Message) -> bool:
-            if cell.stopped or cell.instance is None:
+            if cell.stopped:  # (a timer set in on_start may fire before on_start returns: still fine)
                 return False
+            self.count_timer_message()
             await self._put(cell.mailbox, self.work_for_timer(msg))
             if cell.stopped:
                 return False
@@ -147,8 +149,9 @@ class KeyedSupervisor(Supervisor):
                 if not await self.handle(cell, mailbox.get_nowait()):
                     break
         finally:
+            # Only messages keep an actor alive: last_used moves when they arrive, not when
+            # timer messages run (as Orleans timers, unlike reminders, keep no grain active).
             cell.scheduled = False
-            cell.last_used = time.monotonic()
             if cell.mailbox and not cell.stopped:
                 self._runners.schedule(cell)
             elif self._room is not None:

@@ -12,7 +12,6 @@ tokens last, so a live token means the group can receive.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -20,9 +19,9 @@ import msgspec
 import structlog
 import zenoh
 
-from ._bridge import Inbox
+from ._bridge import DEFAULT_OVERFLOW_LIMIT, DEFAULT_STALL_TIMEOUT, Inbox
 from ._bus import Envelope, envelope_of
-from ._exceptions import DecodeError, EdabusError
+from ._exceptions import ActorStopped, DecodeError, EdabusError, MailboxFull
 from ._message import Message, decode_message, encode
 from ._statistics import SupervisorStatistics
 from ._wire import (
@@ -50,15 +49,9 @@ __all__ = ["Node"]
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_INBOX_SIZE = 10_000
+DEFAULT_INBOX_SIZE = 10_000  # per group
 DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages finish
 _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    supervisor: Supervisor
-    message_type: type[Message]
 
 
 def _query_envelope(query: zenoh.Query) -> Envelope:
@@ -71,8 +64,23 @@ def _query_envelope(query: zenoh.Query) -> Envelope:
     )
 
 
+Arrival = tuple[type[Message], Envelope, zenoh.Query | None]
+
+
 class Node:
-    """Hosts apps on a bus: ``async with Node(bus, [app]) as node: ...``."""
+    """Hosts apps on a bus: ``async with Node(bus, [app]) as node: ...``.
+
+    Args:
+        bus: the bus to host on.
+        apps: the apps whose groups this node runs.
+        inbox_size: arrivals each group may have waiting before Zenoh is made to wait.
+        stall_timeout: how long Zenoh is made to wait for a group that takes nothing
+            before the group's inbox overflows instead (see `Inbox`).
+        overflow_limit: arrivals a stalled group may hold beyond ``inbox_size`` before
+            further ones are dropped (counted and dead-lettered as `MailboxFull`).
+        stop_timeout: how long a stopping node lets taken-in messages finish.
+
+    """
 
     def __init__(
         self,
@@ -80,17 +88,21 @@ class Node:
         apps: Sequence[App],
         *,
         inbox_size: int = DEFAULT_INBOX_SIZE,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+        overflow_limit: int = DEFAULT_OVERFLOW_LIMIT,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
     ) -> None:
         self.bus = bus
         self.stop_timeout = stop_timeout
-        self._dispatching = False
         self.apps = tuple(apps)
         self.supervisors: dict[tuple[str, str], Supervisor] = {
             (spec.app, spec.name): spec.build() for app in self.apps for spec in app.groups
         }
+        self._inbox_options = {"stall_timeout": stall_timeout, "overflow_limit": overflow_limit}
         self._inbox_size = inbox_size
-        self._inbox: Inbox[tuple[Any, Envelope | None, zenoh.Query | None]] | None = None
+        self._inboxes: dict[Supervisor, Inbox[Arrival]] = {}
+        self._control: Inbox[tuple[str, zenoh.Query]] | None = None
+        self._dispatching: set[Supervisor] = set()
         self._tg: TaskGroup | None = None
         self._declared: list[Any] = []
         self._tokens: list[zenoh.LivelinessToken] = []
@@ -110,21 +122,38 @@ class Node:
 
     def statistics(self) -> list[SupervisorStatistics]:
         """A snapshot of every group's counters."""
-        return [sup.statistics() for sup in self.supervisors.values()]
+        stats = []
+        for sup in self.supervisors.values():
+            record = sup.statistics()
+            inbox = self._inboxes.get(sup)
+            if inbox is not None:
+                record = msgspec.structs.replace(
+                    record, inbox_depth=len(inbox), inbox_peak=inbox.peak, stalls=inbox.stalls
+                )
+            stats.append(record)
+        return stats
 
     async def __aenter__(self) -> Self:
-        if self.bus.ingress is not None:
+        if self.bus.hosting:
             msg = "this bus already hosts a node; host every app in one Node"
             raise EdabusError(msg)
-        inbox = self._inbox = Inbox(self._inbox_size)
-        self.bus.ingress = inbox
+        self.bus.hosting = True
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
+            self._control = Inbox(256, name="control")
             for sup in self.supervisors.values():
                 sup.attach(self.bus, tg)
-            self._declare_routes(inbox)
-            tg.start_soon(self._dispatch, inbox)
+                inbox = self._inboxes[sup] = Inbox(
+                    self._inbox_size,
+                    on_pressure=self.bus.note_pressure,
+                    name=f"{sup.app}/{sup.name}",
+                    **self._inbox_options,  # type: ignore[arg-type]
+                )
+                tg.start_soon(self._dispatch, sup, inbox)
+                tg.start_soon(self._dead_letter_rejected, sup, inbox)
+            self._declare_routes()
+            tg.start_soon(self._serve_control, self._control)
             for app, group in self.supervisors:
                 self._tokens.append(self.bus.session.liveliness().declare_token(member_key(app, group, self.node_id)))
         except BaseException:
@@ -135,19 +164,23 @@ class Node:
         log.info("node.started", node=self.node_id, groups=[f"{a}/{g}" for a, g in self.supervisors])
         return self
 
-    def _declare_routes(self, inbox: Inbox[Any]) -> None:
+    def _declare_routes(self) -> None:
+        """One subscriber and one queryable per handled type, all pushing into the group's inbox.
+
+        Both push from Zenoh's thread, in wire order, into the same inbox: so a group sees a
+        put and a later query (a request) in the order they were sent.
+        """
         session = self.bus.session
-        push = inbox.push
-        for sup in self.supervisors.values():
+        for sup, inbox in self._inboxes.items():
+            push = inbox.push
             for message_type in sup.handlers:
-                route = _Route(sup, message_type)
                 pattern = message_type.__edabus_key__.pattern  # type: ignore[union-attr]
 
-                def on_sample(sample: zenoh.Sample, route: _Route = route) -> None:
-                    push((route, envelope_of(sample), None))
+                def on_sample(sample: zenoh.Sample, push: Any = push, t: type[Message] = message_type) -> None:
+                    push((t, envelope_of(sample), None))
 
-                def on_query(query: zenoh.Query, route: _Route = route) -> None:
-                    push((route, _query_envelope(query), query))
+                def on_query(query: zenoh.Query, push: Any = push, t: type[Message] = message_type) -> None:
+                    push((t, _query_envelope(query), query))
 
                 self._declared.append(
                     session.declare_subscriber(pattern, zenoh.handlers.Callback(on_sample, indirect=False))
@@ -155,6 +188,8 @@ class Node:
                 self._declared.append(
                     session.declare_queryable(pattern, zenoh.handlers.Callback(on_query, indirect=False))
                 )
+        assert self._control is not None  # noqa: S101 - made in __aenter__
+        control = self._control.push
         for kind, key in (
             ("barrier", barrier_key(self.node_id)),
             ("catalog", catalog_key(self.node_id)),
@@ -163,20 +198,37 @@ class Node:
         ):
 
             def on_control(query: zenoh.Query, kind: str = kind) -> None:
-                push((kind, None, query))
+                control((kind, query))
 
             self._declared.append(session.declare_queryable(key, zenoh.handlers.Callback(on_control, indirect=False)))
 
-    async def _dispatch(self, inbox: Inbox[tuple[Any, Envelope | None, zenoh.Query | None]]) -> None:
-        """Hand every arrival to its group, in arrival order; control queries are answered here."""
+    async def _dispatch(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:
+        """Hand a group's arrivals to it, in arrival order (waiting while an actor's mailbox is full)."""
+        deliver = sup.deliver
         while batch := await inbox.get_batch():
-            self._dispatching = True
-            for target, envelope, query in batch:
-                if isinstance(target, _Route):
-                    await target.supervisor.deliver(target.message_type, envelope, query)  # type: ignore[arg-type]
-                elif query is not None:
-                    self._answer_control(target, query)
-            self._dispatching = False
+            self._dispatching.add(sup)
+            for message_type, envelope, query in batch:
+                await deliver(message_type, envelope, query)
+            self._dispatching.discard(sup)
+
+    async def _dead_letter_rejected(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:
+        """Arrivals a stalled group's inbox could not hold: count and dead-letter them."""
+        while rejected := await inbox.get_rejected():
+            sup.count_dropped(len(rejected))
+            for _, envelope, query in rejected:
+                sup.reject_arrival(
+                    envelope, query, MailboxFull(f"{sup.app}/{sup.name} stalled and its overflow is full")
+                )
+
+    async def _serve_control(self, inbox: Inbox[tuple[str, zenoh.Query]]) -> None:
+        """Answer the node's own queries.
+
+        A barrier query is answered after every arrival before it reached its group's
+        inbox, since all of them were pushed from Zenoh's thread in wire order.
+        """
+        while batch := await inbox.get_batch():
+            for kind, query in batch:
+                self._answer_control(kind, query)
 
     def _answer_control(self, kind: str, query: zenoh.Query) -> None:
         try:
@@ -243,12 +295,16 @@ class Node:
             return await self._tg.__aexit__(exc_type, exc, tb)
         finally:
             with anyio.CancelScope(shield=True):
+                for sup, inbox in self._inboxes.items():
+                    for _, envelope, query in inbox.drain():  # arrivals no dispatcher reached
+                        sup.reject_arrival(envelope, query, ActorStopped(f"node {self.node_id} stopped"))
                 for sup in self.supervisors.values():
                     await sup.stop()
+            self.bus.hosting = False
             log.info("node.stopped", node=self.node_id)
 
     def _withdraw(self) -> None:
-        """Withdraw tokens first (so publishers stop counting on us), then routes; close the inbox."""
+        """Withdraw tokens first (so publishers stop counting on us), then routes; close the inboxes."""
         for token in self._tokens:
             token.undeclare()
         self._tokens.clear()
@@ -256,18 +312,19 @@ class Node:
             for entity in self._declared:
                 entity.undeclare()
         self._declared.clear()
-        if self._inbox is not None:
-            self._inbox.close()
-        self.bus.ingress = None
+        for inbox in self._inboxes.values():
+            inbox.close()
+        if self._control is not None:
+            self._control.close()
 
     def _idle(self) -> bool:
-        inbox = self._inbox
-        busy = (inbox is not None and len(inbox) > 0) or self._dispatching
-        return not busy and not any(sup.busy() for sup in self.supervisors.values())
+        if self._dispatching or any(len(inbox) for inbox in self._inboxes.values()):
+            return False
+        return not any(sup.busy() for sup in self.supervisors.values())
 
     async def _wait_idle(self) -> None:
-        """Wait until the inbox is empty and no actor has work (checked at a short tick)."""
-        # A poll, not an event: idleness spans the inbox, the dispatcher and every actor, and
-        # this runs once per node stop.
+        """Wait until every inbox is empty and no actor has work (checked at a short tick)."""
+        # A poll, not an event: idleness spans the inboxes, the dispatchers and every actor,
+        # and this runs once per node stop.
         while not self._idle():  # noqa: ASYNC110
             await anyio.sleep(0.005)

@@ -78,6 +78,7 @@ class PoolSupervisor(Supervisor):
         async def deliver(msg: Message) -> bool:  # a pool worker's timer message goes to any worker
             if cell.stopped or self._escalated:
                 return False
+            self.count_timer_message()
             await self._put(self._queue, self.work_for_timer(msg))
             return True
 
@@ -100,15 +101,16 @@ class PoolSupervisor(Supervisor):
                 self._idle -= 1
                 try:
                     if not await self.handle(cell, work):
-                        return
+                        break
                 finally:
                     self._idle += 1
         finally:
             self._idle -= 1
-            if cell in self._workers:
-                self._workers.remove(cell)
-            if not self._escalated:
-                self._grow()  # a stopped worker is replaced if work is waiting
+        # Left the loop by a directive or an escalation (a cancelled worker is stopped by stop()).
+        await self.stop_instance(cell)
+        self._workers.remove(cell)
+        if not self._escalated:
+            self._grow()  # a stopped worker is replaced if work is waiting
 
     def close_cell(self, cell: Cell, exc: Exception) -> None:  # noqa: ARG002 - the queue is shared
         """A pool worker shares the queue: closing one leaves the queue to the others (or a new one)."""

@@ -43,3 +43,6 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     mailbox_depth: int
     mailbox_peak: int
     handler_seconds: float
+    inbox_depth: int = 0
+    inbox_peak: int = 0
+    stalls: int = 0

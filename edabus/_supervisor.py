@@ -42,7 +42,7 @@ DEFAULT_MAILBOX_SIZE = 1000
 Overflow = Literal["backpressure", "drop_newest", "drop_oldest"]
 _OVERFLOWS = ("backpressure", "drop_newest", "drop_oldest")
 _STOP_TIMEOUT_S = 5.0
-_TIMER_ENVELOPE = Envelope("", b"")
+TIMER_ENVELOPE = Envelope("", b"")  # the envelope of a message an actor scheduled to itself
 
 
 @dataclass(slots=True)
@@ -185,7 +185,11 @@ class Supervisor:
         spec = self.handlers.get(type(msg))
         if spec is None:
             raise ValueError(f"{self.actor_cls.__name__} has no handler for {type(msg).__name__}")
-        return Work(msg, spec, _TIMER_ENVELOPE, None)
+        return Work(msg, spec, TIMER_ENVELOPE, None)
+
+    def count_timer_message(self) -> None:
+        """A timer message is an arrival too (so handled + dead letters still adds up to received)."""
+        self._counters.received += 1
 
     # -- actor instances ---------------------------------------------------------------------
 
@@ -297,6 +301,7 @@ class Supervisor:
         await self.stop_instance(cell, "actor.restarting", attempt=attempt, backoff=round(delay, 6))
         await self.policy.sleep(delay)
         if not await self.start_instance(cell):
+            await self._after_stop(cell)
             return False
         self._log.info("actor.restarted", key=cell.key, attempt=attempt, backoff=round(delay, 6))
         return True
@@ -316,7 +321,7 @@ class Supervisor:
                 app=self.app,
                 group=self.name,
                 node=self._node_id,
-                key="" if cell.key is None else str(cell.key),
+                key="" if cell.key is None or self.kind != "keyed" else str(cell.key),
                 error_type=type(exc).__name__,
                 error=str(exc),
                 restarts=restarts,
@@ -361,6 +366,10 @@ class Supervisor:
             self._bus.put(dead_letter_key(self.app, self.name), encode(letter))
         except Exception:  # noqa: BLE001 - losing the letter is logged; the group goes on
             self._log.exception("message.dead_letter_failed", key=envelope.key)
+
+    def count_dropped(self, n: int) -> None:
+        """Count arrivals dropped before they reached the group (its inbox overflowed)."""
+        self._counters.dropped += n
 
     # -- statistics --------------------------------------------------------------------------
 

@@ -373,3 +373,70 @@ async def test_max_actors_bounds_live_actors_over_100k_keys() -> None:
     assert live_now["max"] <= 1000
     assert stats.live_actors <= 1000
     assert stats.passivated >= 99_000
+
+
+# -- regressions found in review ----------------------------------------------------------------
+
+
+class Boom(edabus.Message, key="rg/{name}/boom"):
+    name: str
+    n: int = 0
+
+
+builds = {"n": 0}
+
+
+class BrittleRestart(edabus.Actor):
+    """Builds fine once; every rebuild (a restart) fails in __init__."""
+
+    def __init__(self, key: str) -> None:
+        builds["n"] += 1
+        if builds["n"] > 1:
+            raise RuntimeError("cannot rebuild")
+
+    @edabus.handler
+    async def boom(self, msg: Boom) -> int:
+        if msg.n < 0:
+            raise Flaky("fail")
+        return builds["n"]
+
+
+async def test_a_constructor_failing_during_a_restart_leaves_the_node_serving() -> None:
+    """If the restarted instance cannot be built, its messages fail and the node keeps going."""
+    builds["n"] = 0
+    app = edabus.App("rg")
+    app.keyed(BrittleRestart, key="name", restart=edabus.RestartPolicy(default="restart", backoff=0.0))
+    async with hosting(app) as (bus, node):
+        await bus.publish(Boom(name="b", n=-1))
+        await eventually(lambda: builds["n"] == 2)
+        with pytest.raises(edabus.RemoteError):  # the next build fails too, reported to the requester
+            await bus.request(Boom(name="b", n=1))
+        with pytest.raises(edabus.RemoteError):
+            await bus.request(Boom(name="other", n=1))
+        assert node.supervisor("BrittleRestart").statistics().restarts == 1
+
+
+pool_stops: list[int] = []
+
+
+class Member(edabus.Actor):
+    async def on_stop(self) -> None:
+        pool_stops.append(1)
+
+    @edabus.handler
+    async def boom(self, msg: Boom) -> None:
+        await anyio.sleep(0.01)
+
+
+async def test_pool_workers_get_on_stop_when_the_node_stops() -> None:
+    """Every pool worker that started also stops (on_stop runs) at node stop."""
+    pool_stops.clear()
+    app = edabus.App("rg")
+    app.pool(Member, size=3)
+    async with hosting(app) as (bus, node):
+        for n in range(12):
+            await bus.publish(Boom(name="p", n=n))
+        await eventually(lambda: node.supervisor("Member").statistics().handled == 12)
+        workers = node.supervisor("Member").statistics().live_actors
+    assert workers == 3
+    assert len(pool_stops) == 3

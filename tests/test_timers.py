@@ -137,3 +137,14 @@ async def test_bad_timer_arguments_are_refused() -> None:
     assert len(errors) == 3
     assert all("timer delay" in e for e in errors[:2])
     assert "no handler for Other" in errors[2]
+
+
+async def test_a_periodic_timer_does_not_keep_its_actor_alive() -> None:
+    """Only messages keep an actor alive: one with a fast timer is still passivated when idle."""
+    async with edabus.connect() as bus, edabus.Node(bus, [clock_app(idle_timeout=0.3)]) as node:
+        await bus.publish(Start(name="busy", every=0.02))
+        await bus.publish(Count(name="other"))
+        sup = node.supervisor("Clock")
+        await eventually(lambda: sup.statistics().passivated == 2, timeout=5)
+        fired = ticks.get("busy", 0)
+        assert fired >= 3
