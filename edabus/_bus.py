@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, Self, TypeVar, overload
@@ -21,11 +21,12 @@ import msgspec
 import structlog
 import zenoh
 
-from ._bridge import Inbox, Waker
+from ._bridge import Inbox
 from ._config import make_config
-from ._exceptions import BusClosedError, NoRouteError, RemoteError, RequestTimeout
+from ._exceptions import BusClosedError, NoRouteError, RequestTimeout
 from ._message import Message, decode_message, encode, message_type
-from ._wire import PREFIX, ErrorReply, Meta, decode_meta, encode_meta
+from ._replies import Replies, is_decisive, settle
+from ._wire import PREFIX, Meta, decode_meta, encode_meta
 
 __all__ = ["Bus", "Envelope", "Subscription", "connect"]
 
@@ -33,8 +34,6 @@ log = structlog.get_logger(__name__)
 
 _R = TypeVar("_R")
 _BLOCK = zenoh.CongestionControl.BLOCK
-_NIL = b"\xc0"  # msgpack nil: the payload of a reply from a handler that returned None
-_error_decoder = msgspec.msgpack.Decoder(ErrorReply)
 
 DEFAULT_REQUEST_TIMEOUT = 5.0
 
@@ -60,46 +59,6 @@ def envelope_of(sample: zenoh.Sample) -> Envelope:
         sample.payload.to_bytes(),
         attachment.to_bytes() if attachment is not None else None,
     )
-
-
-class _Replies:
-    """Collects the replies of one Zenoh query; settled on the loop thread."""
-
-    def __init__(self, is_decisive: Callable[[zenoh.Reply], bool] | None = None) -> None:
-        self.replies: list[zenoh.Reply] = []
-        self.final = False
-        self.decisive: zenoh.Reply | None = None
-        self.changed = anyio.Event()
-        self._is_decisive = is_decisive
-        self._waker = Waker()
-
-    def on_reply(self, reply: zenoh.Reply) -> None:  # Zenoh's thread
-        self.replies.append(reply)
-        if self.decisive is None and self._is_decisive is not None and self._is_decisive(reply):
-            self.decisive = reply
-            self._waker(self.changed.set)
-
-    def on_final(self) -> None:  # Zenoh's thread
-        self.final = True
-        self._waker(self.changed.set)
-
-    def callback(self) -> zenoh.handlers.Callback[zenoh.Reply]:
-        return zenoh.handlers.Callback(self.on_reply, self.on_final, indirect=False)
-
-    async def wait(self, *, first_decisive: bool = False) -> None:
-        """Wait until the query is final (or, with ``first_decisive``, a decisive reply came)."""
-        while not (self.final or (first_decisive and self.decisive is not None)):
-            self.changed = anyio.Event()
-            # Re-check after the swap: a callback may have set the old event in between.
-            if self.final or (first_decisive and self.decisive is not None):
-                return
-            await self.changed.wait()
-
-
-def _is_decisive(reply: zenoh.Reply) -> bool:
-    """A reply that settles a request: an error, or an answer that is not a bare ack."""
-    ok = reply.ok
-    return ok is None or ok.payload.to_bytes() != _NIL
 
 
 class Subscription:
@@ -275,7 +234,7 @@ class Bus:
     ) -> tuple[bytes | None, Meta]:
         """Send raw payload bytes as a request; the reply's payload (None for an ack) and metadata."""
         self._check_open()
-        replies = _Replies(_is_decisive)
+        replies = Replies(is_decisive)
         cancel = zenoh.CancellationToken()
         try:
             with anyio.fail_after(timeout + 1.0):
@@ -289,7 +248,7 @@ class Bus:
                 )
                 await replies.wait(first_decisive=True)
                 if replies.decisive is not None:
-                    return _settle(replies.decisive, key)
+                    return settle(replies.decisive, key)
         except TimeoutError:
             raise RequestTimeout(f"no reply to the request on {key!r} within {timeout} s") from None
         finally:
@@ -302,12 +261,12 @@ class Bus:
     async def query(self, selector: str, *, timeout: float = 2.0, payload: bytes | None = None) -> list[zenoh.Reply]:
         """Every reply to a query sent to all matching queryables, once the query is final."""
         self._check_open()
-        replies = _Replies()
+        replies = Replies()
         self._get(selector, replies, timeout=timeout, payload=payload)
         await replies.wait()
         return replies.replies
 
-    def _get(self, selector: str, replies: _Replies, **options: Any) -> None:
+    def _get(self, selector: str, replies: Replies, **options: Any) -> None:
         """A query to every matching queryable, every reply kept (no consolidation)."""
         self.session.get(
             selector,
@@ -320,7 +279,7 @@ class Bus:
     async def live_tokens(self, key_expr: str, *, timeout: float = 2.0) -> list[str]:
         """The keys of the liveliness tokens alive now that match ``key_expr``."""
         self._check_open()
-        replies = _Replies()
+        replies = Replies()
         self.session.liveliness().get(key_expr, replies.callback(), timeout=timeout)
         await replies.wait()
         return sorted(str(r.ok.key_expr) for r in replies.replies if r.ok is not None)
@@ -380,22 +339,6 @@ class Bus:
                 sub.close()
             self.session.close()
             log.debug("bus.closed", node=self.node_id)
-
-
-def _settle(reply: zenoh.Reply, key: str) -> tuple[bytes | None, Meta]:
-    ok = reply.ok
-    if ok is not None:
-        attachment = ok.attachment
-        return ok.payload.to_bytes(), decode_meta(attachment.to_bytes() if attachment is not None else None)
-    raw = reply.err.payload.to_bytes() if reply.err is not None else b""
-    try:
-        err = _error_decoder.decode(raw)
-    except msgspec.MsgspecError:
-        text = raw.decode(errors="replace")
-        if text == "Timeout":
-            raise RequestTimeout(f"no reply to the request on {key!r} before Zenoh's timeout") from None
-        raise RemoteError("ZenohError", text, key) from None
-    raise RemoteError(err.type, err.message, key)
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import structlog
@@ -23,9 +23,10 @@ from ._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionEr
 from ._mailbox import Mailbox
 from ._message import Message, decode_message, encode
 from ._policy import RestartPolicy, RestartWindow
+from ._replies import reply, reply_error
 from ._statistics import SupervisorStatistics
 from ._timers import Timers
-from ._wire import DeadLetter, ErrorReply, Escalation, Meta, dead_letter_key, encode_meta, escalation_key
+from ._wire import DeadLetter, Escalation, dead_letter_key, escalation_key
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -259,7 +260,7 @@ class Supervisor:
         else:
             counters.handled += 1
             if query is not None:
-                _reply(query, result)
+                reply(query, result)
             return True
         finally:
             counters.handler_seconds += time.perf_counter() - started
@@ -282,7 +283,7 @@ class Supervisor:
         except Exception:  # noqa: BLE001 - a broken hook must not stop the group
             self._log.exception("actor.on_failure_failed", key=cell.key)
         if work.query is not None:
-            _reply_error(work.query, exc)
+            reply_error(work.query, exc)
         else:
             self.dead_letter(work.envelope, exc)
         if directive == "resume":
@@ -341,7 +342,7 @@ class Supervisor:
     def reject_arrival(self, envelope: Envelope, query: zenoh.Query | None, exc: BaseException) -> None:
         """`reject`, for an arrival that never became work (it did not decode)."""
         if query is not None:
-            _reply_error(query, exc)
+            reply_error(query, exc)
             query.drop()
         self.dead_letter(envelope, exc)
 
@@ -399,23 +400,3 @@ class Supervisor:
             mailbox_peak=peak,
             handler_seconds=c.handler_seconds,
         )
-
-
-def _reply(query: zenoh.Query, result: Any) -> None:
-    type_name = type(result).__edabus_type__ if isinstance(result, Message) else ""
-    try:
-        payload = encode(result)
-    except (TypeError, ValueError) as exc:  # the handler returned something msgpack cannot carry
-        _reply_error(query, exc)
-        return
-    try:
-        query.reply(query.key_expr, payload, attachment=encode_meta(Meta(type=type_name)))
-    except zenoh.ZError:
-        log.debug("reply.failed", key=str(query.key_expr))
-
-
-def _reply_error(query: zenoh.Query, exc: BaseException) -> None:
-    try:
-        query.reply_err(encode(ErrorReply(type=type(exc).__name__, message=str(exc))))
-    except zenoh.ZError:
-        log.debug("reply.failed", key=str(query.key_expr))

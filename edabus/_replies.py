@@ -1,0 +1,105 @@
+"""Replies to Zenoh queries: collected on the requesting side, sent on the serving side.
+
+A request is a Zenoh query to every group that handles its key (target ALL, no
+consolidation). `Replies` gathers the answers on Zenoh's thread and settles the
+waiting task on the loop; `settle` turns the deciding reply into a value or an
+error; `reply` and `reply_error` answer a query from a handler's outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import msgspec
+import structlog
+import zenoh
+
+from ._bridge import Waker
+from ._exceptions import RemoteError, RequestTimeout
+from ._message import Message, encode
+from ._wire import ErrorReply, Meta, decode_meta, encode_meta
+
+__all__ = ["NIL", "Replies", "is_decisive", "reply", "reply_error", "settle"]
+
+log = structlog.get_logger(__name__)
+
+NIL = b"\xc0"  # msgpack nil: the payload of a reply from a handler that returned None
+_error_decoder = msgspec.msgpack.Decoder(ErrorReply)
+
+
+class Replies:
+    """Collects the replies of one Zenoh query; settled on the loop thread."""
+
+    def __init__(self, is_decisive: Callable[[zenoh.Reply], bool] | None = None) -> None:
+        self.replies: list[zenoh.Reply] = []
+        self.final = False
+        self.decisive: zenoh.Reply | None = None
+        self.changed = anyio.Event()
+        self._is_decisive = is_decisive
+        self._waker = Waker()
+
+    def on_reply(self, reply: zenoh.Reply) -> None:  # Zenoh's thread
+        self.replies.append(reply)
+        if self.decisive is None and self._is_decisive is not None and self._is_decisive(reply):
+            self.decisive = reply
+            self._waker(self.changed.set)
+
+    def on_final(self) -> None:  # Zenoh's thread
+        self.final = True
+        self._waker(self.changed.set)
+
+    def callback(self) -> zenoh.handlers.Callback[zenoh.Reply]:
+        return zenoh.handlers.Callback(self.on_reply, self.on_final, indirect=False)
+
+    async def wait(self, *, first_decisive: bool = False) -> None:
+        """Wait until the query is final (or, with ``first_decisive``, a decisive reply came)."""
+        while not (self.final or (first_decisive and self.decisive is not None)):
+            self.changed = anyio.Event()
+            # Re-check after the swap: a callback may have set the old event in between.
+            if self.final or (first_decisive and self.decisive is not None):
+                return
+            await self.changed.wait()
+
+
+def is_decisive(reply: zenoh.Reply) -> bool:
+    """A reply that settles a request: an error, or an answer that is not a bare ack."""
+    ok = reply.ok
+    return ok is None or ok.payload.to_bytes() != NIL
+
+
+def settle(reply: zenoh.Reply, key: str) -> tuple[bytes | None, Meta]:
+    ok = reply.ok
+    if ok is not None:
+        attachment = ok.attachment
+        return ok.payload.to_bytes(), decode_meta(attachment.to_bytes() if attachment is not None else None)
+    raw = reply.err.payload.to_bytes() if reply.err is not None else b""
+    try:
+        err = _error_decoder.decode(raw)
+    except msgspec.MsgspecError:
+        text = raw.decode(errors="replace")
+        if text == "Timeout":
+            raise RequestTimeout(f"no reply to the request on {key!r} before Zenoh's timeout") from None
+        raise RemoteError("ZenohError", text, key) from None
+    raise RemoteError(err.type, err.message, key)
+
+
+def reply(query: zenoh.Query, result: Any) -> None:
+    type_name = type(result).__edabus_type__ if isinstance(result, Message) else ""
+    try:
+        payload = encode(result)
+    except (TypeError, ValueError) as exc:  # the handler returned something msgpack cannot carry
+        reply_error(query, exc)
+        return
+    try:
+        query.reply(query.key_expr, payload, attachment=encode_meta(Meta(type=type_name)))
+    except zenoh.ZError:
+        log.debug("reply.failed", key=str(query.key_expr))
+
+
+def reply_error(query: zenoh.Query, exc: BaseException) -> None:
+    try:
+        query.reply_err(encode(ErrorReply(type=type(exc).__name__, message=str(exc))))
+    except zenoh.ZError:
+        log.debug("reply.failed", key=str(query.key_expr))
