@@ -440,3 +440,29 @@ async def test_pool_workers_get_on_stop_when_the_node_stops() -> None:
         workers = node.supervisor("Member").statistics().live_actors
     assert workers == 3
     assert len(pool_stops) == 3
+
+
+failures_seen: list[tuple[str, str]] = []
+
+
+class Hooked(edabus.Actor):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    async def on_failure(self, exc: BaseException, msg: edabus.Message) -> None:
+        failures_seen.append((type(exc).__name__, type(msg).__name__))
+
+    @edabus.handler
+    async def op(self, msg: Op) -> None:
+        raise Fatal("always")
+
+
+async def test_on_failure_sees_the_exception_and_the_message() -> None:
+    """The on_failure hook runs with the exception and the message that raised it."""
+    failures_seen.clear()
+    app = edabus.App("hk")
+    app.keyed(Hooked, key="name")
+    async with hosting(app) as (bus, _):
+        with pytest.raises(edabus.RemoteError, match="always"):
+            await bus.request(Op(name="h"))
+    assert failures_seen == [("Fatal", "Op")]

@@ -142,3 +142,21 @@ async def test_garbage_from_raw_zenoh_is_dead_lettered(node: edabus.Node, raw: z
     await eventually(lambda: node.supervisor("Ledger").statistics().handled == 1)
     owed = await node.bus.request(Ask(acct="g1"), reply_type=Owed)
     assert owed.amount == 3
+
+
+async def test_statistics_are_readable_from_a_raw_session(node: edabus.Node, raw: zenoh.Session) -> None:
+    """Any process can read a node's group statistics with a query, replied on the node's own key."""
+    await anyio.to_thread.run_sync(wait_for_member, raw)
+    await node.bus.publish(Credit(acct="s1", amount=2))
+    await eventually(lambda: node.supervisor("Ledger").statistics().handled == 1)
+
+    def ask() -> list[zenoh.Reply]:
+        return list(raw.get("@edabus/node/*/stats", timeout=5))
+
+    replies = [r for r in await anyio.to_thread.run_sync(ask) if r.ok is not None]
+    assert len(replies) == 1
+    ok = replies[0].ok
+    assert ok is not None
+    assert str(ok.key_expr) == f"@edabus/node/{node.node_id}/stats"
+    records = msgspec.msgpack.decode(ok.payload.to_bytes(), type=list[edabus.SupervisorStatistics])
+    assert [(r.group, r.handled, r.node) for r in records] == [("Ledger", 1, node.node_id)]
