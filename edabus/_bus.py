@@ -255,7 +255,7 @@ class Bus:
             cancel.cancel()
         if replies.replies:
             return None, Meta()  # every handler acknowledged with None
-        msg = f"no live group handles requests on {key!r}"
+        msg = f"no live group answered the request on {key!r} (none serves it, or its owner is changing)"
         raise NoRouteError(msg)
 
     async def query(self, selector: str, *, timeout: float = 2.0, payload: bytes | None = None) -> list[zenoh.Reply]:

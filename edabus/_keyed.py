@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ._actor import Actor
-    from ._bus import Bus
+    from ._bus import Bus, Envelope
+    from ._membership import Membership
     from ._message import Message
     from ._policy import RestartPolicy
     from ._supervisor import Overflow
@@ -76,14 +77,32 @@ class KeyedSupervisor(Supervisor):
         self._room: anyio.Event | None = None
         self._peak = 0
 
-    def attach(self, bus: Bus, tg: TaskGroup) -> None:
-        super().attach(bus, tg)
+    def attach(self, bus: Bus, tg: TaskGroup, membership: Membership | None = None) -> None:
+        super().attach(bus, tg, membership)
         self._runners.attach(tg)
         if self.idle_timeout is not None:
             tg.start_soon(self._reap_idle, self.idle_timeout)
 
     def _key_of(self, msg: Message) -> object:
         return getattr(msg, self.key_field)
+
+    def placement_key(self, msg: Message, envelope: Envelope) -> str:  # noqa: ARG002 - the key decides
+        return str(self._key_of(msg))
+
+    def _cell_placement_key(self, cell: Cell) -> str:
+        return str(cell.key)
+
+    def rebalance(self) -> None:
+        membership = self.membership
+        if membership is None or self._tg is None:
+            return
+        for cell in list(self._cells.values()):
+            if membership.owns(self._cell_placement_key(cell)):
+                cell.moving = False
+            elif cell.scheduled or cell.mailbox:
+                cell.moving = True  # it finishes what it took in, then goes
+            else:
+                self._tg.start_soon(self._passivate, cell, "rebalanced")
 
     def _construct_args(self, cell: Cell) -> tuple[object, ...]:
         return (cell.key,)
@@ -154,6 +173,8 @@ class KeyedSupervisor(Supervisor):
             cell.scheduled = False
             if cell.mailbox and not cell.stopped:
                 self._runners.schedule(cell)
+            elif cell.moving and not cell.stopped and self._tg is not None:
+                self._tg.start_soon(self._passivate, cell, "rebalanced")
             elif self._room is not None:
                 self._room.set()
                 self._room = None
@@ -179,6 +200,8 @@ class KeyedSupervisor(Supervisor):
     # -- passivation -------------------------------------------------------------------------
 
     async def _passivate(self, cell: Cell, reason: str) -> None:
+        if cell.stopped:
+            return
         self._forget(cell)
         cell.stopped = True
         self._counters.passivated += 1
@@ -210,6 +233,9 @@ class KeyedSupervisor(Supervisor):
 
     def busy(self) -> bool:
         return any(cell.scheduled or cell.mailbox for cell in self._cells.values())
+
+    def live_keys(self) -> list[str]:
+        return ["" if c.key is None else str(c.key) for c in self._cells.values() if c.instance is not None]
 
     def _live_and_depth(self) -> tuple[int, int, int]:
         live = depth = peak = 0
@@ -250,6 +276,12 @@ class SingletonSupervisor(KeyedSupervisor):
 
     def _key_of(self, msg: Message) -> object:  # noqa: ARG002 - one actor, whatever the message
         return None
+
+    def placement_key(self, msg: Message, envelope: Envelope) -> str:  # noqa: ARG002 - one owner
+        return self.name  # by group name, so several singleton groups spread over the nodes
+
+    def _cell_placement_key(self, cell: Cell) -> str:  # noqa: ARG002 - one owner
+        return self.name
 
     def _construct_args(self, cell: Cell) -> tuple[object, ...]:  # noqa: ARG002 - a singleton takes no key
         return ()

@@ -11,7 +11,8 @@ tokens last, so a live token means the group can receive.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -22,6 +23,7 @@ import zenoh
 from ._bridge import DEFAULT_OVERFLOW_LIMIT, DEFAULT_STALL_TIMEOUT, Inbox
 from ._bus import Envelope, envelope_of
 from ._exceptions import ActorStopped, DecodeError, EdabusError, MailboxFull
+from ._membership import Membership
 from ._message import Message, decode_message, encode
 from ._statistics import SupervisorStatistics
 from ._wire import (
@@ -29,6 +31,7 @@ from ._wire import (
     ErrorReply,
     NodeCatalog,
     ValidateRequest,
+    actors_key,
     barrier_key,
     catalog_key,
     member_key,
@@ -51,6 +54,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_INBOX_SIZE = 10_000  # per group
 DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages finish
+DEFAULT_HANDOFF_GRACE = 0.1  # liveliness changes took 1-3 ms to reach the others here
 _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
 
 
@@ -91,6 +95,7 @@ class Node:
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         overflow_limit: int = DEFAULT_OVERFLOW_LIMIT,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        handoff_grace: float = DEFAULT_HANDOFF_GRACE,
     ) -> None:
         self.bus = bus
         self.stop_timeout = stop_timeout
@@ -101,7 +106,9 @@ class Node:
         self._inbox_options = {"stall_timeout": stall_timeout, "overflow_limit": overflow_limit}
         self._inbox_size = inbox_size
         self._inboxes: dict[Supervisor, Inbox[Arrival]] = {}
-        self._control: Inbox[tuple[str, zenoh.Query]] | None = None
+        self._control: Inbox[Callable[[], None]] | None = None
+        self.handoff_grace = handoff_grace
+        self.memberships: dict[Supervisor, Membership] = {}
         self._dispatching: set[Supervisor] = set()
         self._tg: TaskGroup | None = None
         self._declared: list[Any] = []
@@ -119,6 +126,10 @@ class Node:
                 return sup
         msg = f"no group {group!r} on this node"
         raise KeyError(msg)
+
+    def live_actors(self) -> dict[str, list[str]]:
+        """The keys of every live actor, by ``"app/group"``."""
+        return {f"{sup.app}/{sup.name}": sup.live_keys() for sup in self.supervisors.values()}
 
     def statistics(self) -> list[SupervisorStatistics]:
         """A snapshot of every group's counters."""
@@ -141,9 +152,14 @@ class Node:
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
-            self._control = Inbox(256, name="control")
+            self._control = Inbox(4096, name="control")
             for sup in self.supervisors.values():
-                sup.attach(self.bus, tg)
+                membership = self.memberships[sup] = Membership(sup.app, sup.name, self.node_id)
+                # Learn the other members before taking messages: a node that thought it
+                # was alone would take every key.
+                live = await self.bus.live_tokens(member_key(sup.app, sup.name, "*"))
+                membership.update(joined={key.rsplit("/", 1)[-1] for key in live})
+                sup.attach(self.bus, tg, membership)
                 inbox = self._inboxes[sup] = Inbox(
                     self._inbox_size,
                     on_pressure=self.bus.note_pressure,
@@ -152,6 +168,7 @@ class Node:
                 )
                 tg.start_soon(self._dispatch, sup, inbox)
                 tg.start_soon(self._dead_letter_rejected, sup, inbox)
+            self._watch_members()
             self._declare_routes()
             tg.start_soon(self._serve_control, self._control)
             for app, group in self.supervisors:
@@ -190,15 +207,17 @@ class Node:
                 )
         assert self._control is not None  # noqa: S101 - made in __aenter__
         control = self._control.push
+        answer = self._answer_control
         for kind, key in (
             ("barrier", barrier_key(self.node_id)),
             ("catalog", catalog_key(self.node_id)),
             ("stats", stats_key(self.node_id)),
+            ("actors", actors_key(self.node_id)),
             ("validate", validate_key(self.node_id)),
         ):
 
             def on_control(query: zenoh.Query, kind: str = kind) -> None:
-                control((kind, query))
+                control(functools.partial(answer, kind, query))
 
             self._declared.append(session.declare_queryable(key, zenoh.handlers.Callback(on_control, indirect=False)))
 
@@ -220,15 +239,45 @@ class Node:
                     envelope, query, MailboxFull(f"{sup.app}/{sup.name} stalled and its overflow is full")
                 )
 
-    async def _serve_control(self, inbox: Inbox[tuple[str, zenoh.Query]]) -> None:
+    def _watch_members(self) -> None:
+        """Follow each group's member tokens; changes are applied on the loop, in order."""
+        assert self._control is not None  # noqa: S101 - made in __aenter__
+        control = self._control.push
+        for sup, membership in self.memberships.items():
+
+            def on_change(sample: zenoh.Sample, membership: Membership = membership) -> None:
+                node = str(sample.key_expr).rsplit("/", 1)[-1]
+                if sample.kind == zenoh.SampleKind.PUT:
+                    control(functools.partial(self._member_changed, membership, joined={node}))
+                else:
+                    control(functools.partial(self._member_changed, membership, left={node}))
+
+            self._declared.append(
+                self.bus.session.liveliness().declare_subscriber(
+                    member_key(sup.app, sup.name, "*"), zenoh.handlers.Callback(on_change, indirect=False), history=True
+                )
+            )
+
+    def _member_changed(self, membership: Membership, **change: set[str]) -> None:
+        if membership.update(**change):
+            log.info(
+                "node.members_changed",
+                app=membership.app,
+                group=membership.group,
+                members=list(membership.members),
+                node=self.node_id,
+                **{k: sorted(v) for k, v in change.items()},
+            )
+
+    async def _serve_control(self, inbox: Inbox[Callable[[], None]]) -> None:
         """Answer the node's own queries.
 
         A barrier query is answered after every arrival before it reached its group's
         inbox, since all of them were pushed from Zenoh's thread in wire order.
         """
         while batch := await inbox.get_batch():
-            for kind, query in batch:
-                self._answer_control(kind, query)
+            for task in batch:
+                task()
 
     def _answer_control(self, kind: str, query: zenoh.Query) -> None:
         try:
@@ -239,6 +288,8 @@ class Node:
                 query.reply(catalog_key(self.node_id), encode(self.catalog()))
             elif kind == "stats":
                 query.reply(stats_key(self.node_id), encode(self.statistics()))
+            elif kind == "actors":
+                query.reply(actors_key(self.node_id), encode(self.live_actors()))
             elif kind == "validate":
                 self._validate(query)
         except zenoh.ZError:
@@ -286,6 +337,10 @@ class Node:
     ) -> bool | None:
         """Stop taking messages, let what was taken in finish (up to ``stop_timeout``), then stop actors."""
         assert self._tg is not None  # noqa: S101 - set in __aenter__
+        self._withdraw_tokens()
+        if exc_type is None and self.handoff_grace > 0 and any(len(m.members) > 1 for m in self.memberships.values()):
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(self.handoff_grace)  # others switch over while we still listen
         self._withdraw()
         if exc_type is None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.stop_timeout):
@@ -303,11 +358,15 @@ class Node:
             self.bus.hosting = False
             log.info("node.stopped", node=self.node_id)
 
-    def _withdraw(self) -> None:
-        """Withdraw tokens first (so publishers stop counting on us), then routes; close the inboxes."""
+    def _withdraw_tokens(self) -> None:
+        """Withdraw our member tokens: the other members take over our keys."""
         for token in self._tokens:
             token.undeclare()
         self._tokens.clear()
+
+    def _withdraw(self) -> None:
+        """Withdraw tokens (if still declared), then routes; close the inboxes."""
+        self._withdraw_tokens()
         if not self.bus.closed:
             for entity in self._declared:
                 entity.undeclare()

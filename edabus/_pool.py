@@ -9,6 +9,7 @@ escalates and takes no more messages.
 from __future__ import annotations
 
 import itertools
+import zlib
 from typing import TYPE_CHECKING
 
 from ._exceptions import ActorEscalated, ActorStopped, DefinitionError
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ._actor import Actor
+    from ._bus import Envelope
     from ._message import Message
     from ._policy import RestartPolicy
     from ._supervisor import Overflow
@@ -73,6 +75,13 @@ class PoolSupervisor(Supervisor):
             self._idle += 1
             assert self._tg is not None  # noqa: S101 - attach() runs before any message
             self._tg.start_soon(self._worker, Cell(next(self._indexes), self._queue))
+
+    def placement_key(self, msg: Message, envelope: Envelope) -> str:  # noqa: ARG002 - by message id
+        """Each message goes to one node: by its id (sender and number), else by its bytes."""
+        meta = envelope.meta
+        if meta.id:
+            return f"{meta.sender}/{meta.id}"
+        return f"{envelope.key}/{zlib.crc32(envelope.payload)}"
 
     def _timer_deliver(self, cell: Cell) -> Callable[[Message], Awaitable[bool]]:
         async def deliver(msg: Message) -> bool:  # a pool worker's timer message goes to any worker
@@ -132,6 +141,9 @@ class PoolSupervisor(Supervisor):
         for cell in workers:
             cell.stopped = True
             await self.stop_instance(cell)
+
+    def live_keys(self) -> list[str]:
+        return [str(cell.key) for cell in self._workers]
 
     def busy(self) -> bool:
         return bool(self._queue) or self._idle < len(self._workers) + self._starting

@@ -19,7 +19,8 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
         escalations: actors (or pools) that exhausted their restarts.
         dead_letters: messages published to the dead-letter key.
         dropped: messages an overflow policy dropped (each is also a dead letter).
-        passivated: actors stopped for idleness or to respect ``max_actors``.
+        passivated: actors stopped for idleness, to respect ``max_actors``, or because their key moved.
+        not_owned: arrivals another node of the group owns, so this one let them pass.
         live_actors: actor instances alive now.
         mailbox_depth: messages waiting now, over all the group's mailboxes.
         mailbox_peak: the deepest any one mailbox of the group has been.
@@ -46,3 +47,4 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     inbox_depth: int = 0
     inbox_peak: int = 0
     stalls: int = 0
+    not_owned: int = 0

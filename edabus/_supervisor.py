@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ._bus import Bus
+    from ._membership import Membership
 
 __all__ = ["Cell", "Overflow", "Supervisor", "Work"]
 
@@ -65,6 +66,7 @@ class Cell:
     instance: Actor | None = None
     scheduled: bool = False
     stopped: bool = False
+    moving: bool = False  # its key moved to another node: passivate once its mailbox is drained
     last_used: float = 0.0
     restarts: RestartWindow | None = None
     timers: Timers | None = None
@@ -80,6 +82,7 @@ class _Counters:
     dead_letters: int = 0
     dropped: int = 0
     passivated: int = 0
+    not_owned: int = 0
     handler_seconds: float = 0.0
 
 
@@ -125,6 +128,7 @@ class Supervisor:
                 )
                 raise DefinitionError(msg)
         self._counters = _Counters()
+        self.membership: Membership | None = None  # set by the node; None: this node owns everything
         self._bus: Bus | None = None
         self._tg: TaskGroup | None = None
         self._node_id = ""
@@ -132,8 +136,11 @@ class Supervisor:
 
     # -- lifecycle, driven by the node ------------------------------------------------------
 
-    def attach(self, bus: Bus, tg: TaskGroup) -> None:
-        """Bind the group to the node's bus and task group before any message arrives."""
+    def attach(self, bus: Bus, tg: TaskGroup, membership: Membership | None = None) -> None:
+        """Bind the group to the node's bus, task group and view of the group's members."""
+        self.membership = membership
+        if membership is not None:
+            membership.on_change(self.rebalance)
         self._bus = bus
         self._tg = tg
         self._node_id = bus.node_id
@@ -147,6 +154,10 @@ class Supervisor:
         """Whether any actor of the group has a message queued or in hand."""
         raise NotImplementedError
 
+    def live_keys(self) -> list[str]:
+        """The keys of the live actors (keyed), ``[""]`` for a live singleton, worker numbers for a pool."""
+        raise NotImplementedError
+
     # -- arrivals ----------------------------------------------------------------------------
 
     async def deliver(self, message_type: type[Message], envelope: Envelope, query: zenoh.Query | None) -> None:
@@ -158,7 +169,20 @@ class Supervisor:
         except DecodeError as exc:
             self.reject_arrival(envelope, query, exc)
             return
+        membership = self.membership
+        if membership is not None and not membership.owns(self.placement_key(msg, envelope)):
+            self._counters.not_owned += 1  # another node owns it; a request gets no reply from here
+            if query is not None:
+                query.drop()
+            return
         await self._enqueue(Work(msg, spec, envelope, query))
+
+    def placement_key(self, msg: Message, envelope: Envelope) -> str:
+        """What decides which node of the group takes a message (see `_membership`)."""
+        raise NotImplementedError
+
+    def rebalance(self) -> None:
+        """The group's members changed: let go of actors this node no longer owns."""
 
     async def _enqueue(self, work: Work) -> None:
         raise NotImplementedError
@@ -395,6 +419,7 @@ class Supervisor:
             dead_letters=c.dead_letters,
             dropped=c.dropped,
             passivated=c.passivated,
+            not_owned=c.not_owned,
             live_actors=live,
             mailbox_depth=depth,
             mailbox_peak=peak,

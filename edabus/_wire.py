@@ -21,6 +21,7 @@ __all__ = [
     "Meta",
     "NodeCatalog",
     "ValidateRequest",
+    "actors_key",
     "barrier_key",
     "catalog_key",
     "dead_letter_key",
@@ -147,6 +148,11 @@ def catalog_key(node: str) -> str:
 def stats_key(node: str) -> str:
     """A node's statistics queryable, answered with a list of `SupervisorStatistics`."""
     return f"{PREFIX}/node/{node}/stats"
+
+
+def actors_key(node: str) -> str:
+    """A node's live-actor queryable, answered with ``{"app/group": [key, ...]}``."""
+    return f"{PREFIX}/node/{node}/actors"
 
 
 def validate_key(node: str) -> str:
