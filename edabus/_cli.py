@@ -1,4 +1,4 @@
-"""The ``edabus`` command: router, run, publish, request, tail, demo."""
+"""The ``edabus`` command: router, run, publish, request, tail, status, demo."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
 from ._exceptions import EdabusError, RemoteError
 from ._logging import configure_logging
 from ._node import Node
+from ._status import gather_status, render_json, render_table
 from ._wire import PREFIX, CatalogEntry, DeadLetter, NodeCatalog, ValidateRequest, encode_meta, validate_key
 
 __all__ = ["main"]
@@ -242,6 +243,20 @@ async def _cmd_tail(args: argparse.Namespace, stop: anyio.Event) -> int:
     return EXIT_OK
 
 
+# -- status -------------------------------------------------------------------------------------
+
+
+async def _cmd_status(args: argparse.Namespace) -> int:
+    async with connect(**_bus_args(args)) as bus:
+        status = await gather_status(bus, timeout=args.timeout)
+    if not status.nodes:
+        hint = "" if args.connect or args.config else " (give --connect ENDPOINT to reach a router)"
+        _stderr(f"error: no live edabus node on the bus{hint}")
+        return EXIT_FAIL
+    _stdout(render_json(status) if args.json else render_table(status))
+    return EXIT_OK
+
+
 async def _cmd_demo(_args: argparse.Namespace) -> int:
     from ._demo import run_demo  # noqa: PLC0415 - imports the example only when asked
 
@@ -291,6 +306,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dead-letters", action="store_true", help="show dead letters instead")
     bus_options(p)
     p.set_defaults(handler=_cmd_tail)
+
+    p = sub.add_parser("status", help="list the live nodes, the groups each hosts, and their counters")
+    p.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the nodes' replies (default 2)")
+    bus_options(p)
+    p.set_defaults(handler=_cmd_status)
 
     p = sub.add_parser("demo", help="run the bank example in one process")
     p.set_defaults(handler=_cmd_demo)

@@ -1,0 +1,186 @@
+"""What the live nodes host and count, read from any process on the bus (``edabus status``).
+
+Two reads, sent together: the member liveliness tokens
+(``@edabus/member/{app}/{group}/{node}``) say which nodes host which groups now,
+and every node's statistics queryable (``@edabus/node/<id>/stats``) answers with
+one `SupervisorStatistics` per group. A node that holds tokens but sent no
+readable statistics within the timeout is listed with its error, not left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import anyio
+import msgspec
+import zenoh
+
+from ._bus import Bus
+from ._statistics import SupervisorStatistics
+from ._wire import PREFIX, member_key, stats_key
+
+__all__ = ["ClusterStatus", "NodeStatus", "gather_status", "render_json", "render_table"]
+
+ALL_NODES = "*"  # the node of a group's totals, as in a key expression
+_stats_decoder = msgspec.msgpack.Decoder(list[SupervisorStatistics])
+
+
+class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One live node: its groups' statistics, or why there are none."""
+
+    node: str
+    groups: tuple[SupervisorStatistics, ...] = ()
+    error: str | None = None
+
+
+class ClusterStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The live nodes (sorted by id) and the members of each ``"app/group"``."""
+
+    nodes: tuple[NodeStatus, ...]
+    members: dict[str, tuple[str, ...]]
+
+    def totals(self) -> list[SupervisorStatistics]:
+        """Each group's counters summed over the nodes that answered (peaks: the highest); node ``*``."""
+        by_group: dict[tuple[str, str], list[SupervisorStatistics]] = {}
+        for node in self.nodes:
+            for stats in node.groups:
+                by_group.setdefault((stats.app, stats.group), []).append(stats)
+        return [_sum(records) for _, records in sorted(by_group.items())]
+
+
+def _sum(records: Sequence[SupervisorStatistics]) -> SupervisorStatistics:
+    first = records[0]
+    fields: dict[str, int | float] = {}
+    for name in first.__struct_fields__:
+        value = getattr(first, name)
+        if isinstance(value, int | float):
+            values = [getattr(record, name) for record in records]
+            fields[name] = max(values) if name.endswith("_peak") else sum(values)
+    return msgspec.structs.replace(first, node=ALL_NODES, **fields)
+
+
+async def gather_status(bus: Bus, *, timeout: float) -> ClusterStatus:
+    """Read the member tokens and every node's statistics, both within ``timeout`` seconds."""
+    tokens: list[str] = []
+    replies: list[zenoh.Reply] = []
+
+    async def read_tokens() -> None:
+        tokens.extend(await bus.live_tokens(member_key("*", "*", "*"), timeout=timeout))
+
+    async def read_stats() -> None:
+        replies.extend(await bus.query(stats_key("*"), timeout=timeout))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_tokens)
+        tg.start_soon(read_stats)
+    members = _members(tokens)
+    answers = dict(_answers(replies))
+    hosting = {node for nodes in members.values() for node in nodes}
+    silent = f"no statistics reply within {timeout:g} s"
+    nodes = tuple(
+        answers[node] if node in answers else NodeStatus(node=node, error=silent)
+        for node in sorted(hosting | answers.keys())
+    )
+    return ClusterStatus(nodes=nodes, members=members)
+
+
+def _members(tokens: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``{"app/group": (node, ...)}`` from member token keys (app, group and node are one chunk each)."""
+    members: dict[str, list[str]] = {}
+    prefix = f"{PREFIX}/member/"
+    for token in tokens:
+        chunks = token.removeprefix(prefix).split("/")
+        if len(chunks) == 3:  # noqa: PLR2004 - app, group, node
+            app, group, node = chunks
+            members.setdefault(f"{app}/{group}", []).append(node)
+    return {group: tuple(sorted(nodes)) for group, nodes in sorted(members.items())}
+
+
+def _answers(replies: Iterable[zenoh.Reply]) -> Iterable[tuple[str, NodeStatus]]:
+    """A `NodeStatus` per node that replied; a reply names its node in its key."""
+    prefix, suffix = stats_key("\0").split("\0")
+    for reply in replies:
+        if reply.ok is None:
+            continue  # an error reply names no node; its tokens still list it
+        node = str(reply.ok.key_expr).removeprefix(prefix).removesuffix(suffix)
+        try:
+            groups = _stats_decoder.decode(reply.ok.payload.to_bytes())
+        except msgspec.MsgspecError as exc:
+            yield node, NodeStatus(node=node, error=f"unreadable statistics: {exc}")
+            continue
+        yield node, NodeStatus(node=node, groups=tuple(sorted(groups, key=lambda s: (s.app, s.group))))
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def render_json(status: ClusterStatus) -> str:
+    """The status as a JSON document: ``{"nodes": [...], "members": {...}, "totals": [...]}``."""
+    document = {"nodes": status.nodes, "members": status.members, "totals": status.totals()}
+    return msgspec.json.format(msgspec.json.encode(document), indent=2).decode()
+
+
+_COLUMNS = (
+    "NODE", "GROUP", "KIND", "ACTORS", "MAILBOX", "INBOX", "RECEIVED", "HANDLED",
+    "FAILED", "DEAD", "DROPPED", "RESTARTS", "NOT OWNED", "AVG MS",
+)  # fmt: skip
+_LEFT = 3  # NODE, GROUP and KIND are text, left-aligned; the rest are numbers
+
+
+def _row(stats: SupervisorStatistics) -> list[str]:
+    calls = stats.handled + stats.failed
+    mean_ms = f"{1000 * stats.handler_seconds / calls:.3f}" if calls else "-"
+    return [
+        stats.node,
+        f"{stats.app}/{stats.group}",
+        stats.kind,
+        str(stats.live_actors),
+        f"{stats.mailbox_depth}/{stats.mailbox_peak}",
+        f"{stats.inbox_depth}/{stats.inbox_peak}",
+        *map(str, (stats.received, stats.handled, stats.failed, stats.dead_letters, stats.dropped)),
+        *map(str, (stats.restarts, stats.not_owned)),
+        mean_ms,
+    ]
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as aligned lines: text columns padded on the right, numbers on the left."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = (
+            cell.ljust(w) if i < _LEFT else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def render_table(status: ClusterStatus) -> str:
+    """The status as a plain-text table: a row per group on each node, then each group's totals."""
+    rows: list[list[str]] = [list(_COLUMNS)]
+    notes: list[str] = []
+    for node in status.nodes:
+        if node.error is not None:
+            hosted = [group for group, nodes in status.members.items() if node.node in nodes] or ["-"]
+            rows.extend([node.node, group, *["-"] * (len(_COLUMNS) - 2)] for group in hosted)
+            notes.append(f"{node.node}: {node.error}")
+        elif not node.groups:
+            rows.append([node.node, "(no groups)", *[""] * (len(_COLUMNS) - 2)])
+        rows.extend(_row(stats) for stats in node.groups)
+    per_node = len(rows)
+    many = len(status.nodes) > 1
+    if many:
+        rows.extend(_row(stats) for stats in status.totals())
+    table = _table(rows)
+    groups = ", ".join(f"{group} on {_count(len(nodes), 'node')}" for group, nodes in status.members.items())
+    lines = [f"{_count(len(status.nodes), 'live node')}; groups: {groups or 'none'}", ""]
+    lines += [*table[:per_node], "", *table[per_node:], ""] if many else [*table, ""]
+    if many:
+        lines.append(f"NODE {ALL_NODES}: each group's totals over the nodes that answered.")
+    lines.append("MAILBOX, INBOX: messages waiting now/the most at once. DEAD: dead letters. AVG MS: per handler call.")
+    lines.extend(notes)
+    return "\n".join(lines)
