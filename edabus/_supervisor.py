@@ -9,6 +9,7 @@ arrival order; a failing handler meets the group's `RestartPolicy`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -405,23 +406,13 @@ class Supervisor:
     def statistics(self) -> SupervisorStatistics:
         """A frozen snapshot of the group's counters."""
         live, depth, peak = self._live_and_depth()
-        c = self._counters
         return SupervisorStatistics(
             app=self.app,
             group=self.name,
             kind=self.kind,
             node=self._node_id,
-            received=c.received,
-            handled=c.handled,
-            failed=c.failed,
-            restarts=c.restarts,
-            escalations=c.escalations,
-            dead_letters=c.dead_letters,
-            dropped=c.dropped,
-            passivated=c.passivated,
-            not_owned=c.not_owned,
             live_actors=live,
             mailbox_depth=depth,
             mailbox_peak=peak,
-            handler_seconds=c.handler_seconds,
+            **dataclasses.asdict(self._counters),
         )
