@@ -27,6 +27,7 @@ from ._membership import Membership
 from ._message import Message, decode_message, encode
 from ._statistics import SupervisorStatistics
 from ._wire import (
+    PREFIX,
     CatalogEntry,
     ErrorReply,
     NodeCatalog,
@@ -54,7 +55,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_INBOX_SIZE = 10_000  # per group
 DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages finish
-DEFAULT_HANDOFF_GRACE = 0.1  # liveliness changes took 1-3 ms to reach the others here
+JOIN_BARRIER_TIMEOUT = 2.0  # a new member that does not answer is counted in after this
 _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
 
 
@@ -68,7 +69,10 @@ def _query_envelope(query: zenoh.Query) -> Envelope:
     )
 
 
-Arrival = tuple[type[Message], Envelope, zenoh.Query | None]
+# A group inbox holds arrivals (message type, envelope, query) and membership changes
+# (_MEMBERS, apply, None), in the order Zenoh delivered them.
+Arrival = tuple[Any, Any, zenoh.Query | None]
+_MEMBERS = object()
 
 
 class Node:
@@ -95,7 +99,6 @@ class Node:
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         overflow_limit: int = DEFAULT_OVERFLOW_LIMIT,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
-        handoff_grace: float = DEFAULT_HANDOFF_GRACE,
     ) -> None:
         self.bus = bus
         self.stop_timeout = stop_timeout
@@ -107,7 +110,6 @@ class Node:
         self._inbox_size = inbox_size
         self._inboxes: dict[Supervisor, Inbox[Arrival]] = {}
         self._control: Inbox[Callable[[], None]] | None = None
-        self.handoff_grace = handoff_grace
         self.memberships: dict[Supervisor, Membership] = {}
         self._dispatching: set[Supervisor] = set()
         self._tg: TaskGroup | None = None
@@ -227,6 +229,9 @@ class Node:
         while batch := await inbox.get_batch():
             self._dispatching.add(sup)
             for message_type, envelope, query in batch:
+                if message_type is _MEMBERS:
+                    envelope()  # a membership change, in its place among the arrivals
+                    continue
                 await deliver(message_type, envelope, query)
             self._dispatching.discard(sup)
 
@@ -240,23 +245,54 @@ class Node:
                 )
 
     def _watch_members(self) -> None:
-        """Follow each group's member tokens; changes are applied on the loop, in order."""
+        """Follow each group's member tokens; a change takes effect in the group's inbox order.
+
+        A departure is pushed into the group's inbox from Zenoh's thread, so the arrivals
+        before it are judged with the old members. A join is confirmed first with a barrier
+        query to the new member: its reply leaves the router after the new member's
+        subscriptions were known there, so every arrival behind the reply also reached the
+        new member, and every arrival ahead of it is still ours to judge (ZENOH_NOTES §10).
+        """
         assert self._control is not None  # noqa: S101 - made in __aenter__
         control = self._control.push
-        for sup, membership in self.memberships.items():
+        for sup in self.memberships:
+            push = self._inboxes[sup].push
 
-            def on_change(sample: zenoh.Sample, membership: Membership = membership) -> None:
+            def on_change(sample: zenoh.Sample, sup: Supervisor = sup, push: Any = push) -> None:
                 node = str(sample.key_expr).rsplit("/", 1)[-1]
+                if node == self.node_id:
+                    return
                 if sample.kind == zenoh.SampleKind.PUT:
-                    control(functools.partial(self._member_changed, membership, joined={node}))
+                    control(functools.partial(self._confirm_join, sup, node))
                 else:
-                    control(functools.partial(self._member_changed, membership, left={node}))
+                    membership = self.memberships[sup]
+                    push((_MEMBERS, functools.partial(self._member_changed, membership, left={node}), None))
 
             self._declared.append(
                 self.bus.session.liveliness().declare_subscriber(
                     member_key(sup.app, sup.name, "*"), zenoh.handlers.Callback(on_change, indirect=False), history=True
                 )
             )
+
+    def _confirm_join(self, sup: Supervisor, node: str) -> None:
+        """Ask the new member for a barrier reply; apply the join in the group's inbox after it."""
+        if self.bus.closed:
+            return
+        push = self._inboxes[sup].push
+        change = functools.partial(self._member_changed, self.memberships[sup], joined={node})
+
+        def on_reply(_reply: zenoh.Reply) -> None:
+            pass  # the reply matters only for when it comes: on_final follows it
+
+        def on_final() -> None:  # Zenoh's thread, after the reply (or the timeout)
+            push((_MEMBERS, change, None))
+
+        self.bus.session.get(
+            barrier_key(node),
+            zenoh.handlers.Callback(on_reply, on_final, indirect=False),
+            target=zenoh.QueryTarget.ALL,
+            timeout=JOIN_BARRIER_TIMEOUT,
+        )
 
     def _member_changed(self, membership: Membership, **change: set[str]) -> None:
         if membership.update(**change):
@@ -338,9 +374,13 @@ class Node:
         """Stop taking messages, let what was taken in finish (up to ``stop_timeout``), then stop actors."""
         assert self._tg is not None  # noqa: S101 - set in __aenter__
         self._withdraw_tokens()
-        if exc_type is None and self.handoff_grace > 0 and any(len(m.members) > 1 for m in self.memberships.values()):
-            with anyio.CancelScope(shield=True):
-                await anyio.sleep(self.handoff_grace)  # others switch over while we still listen
+        if exc_type is None and any(len(m.members) > 1 for m in self.memberships.values()):
+            # Hand over: keep listening until every node has answered a barrier query. A
+            # node answers after it saw our tokens go (they travel ahead, at control
+            # priority), and its reply reaches us behind every message the router sent us
+            # before that: so nothing the others let pass as ours is left unheard.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.stop_timeout):
+                await self.bus.query(f"{PREFIX}/node/*/barrier", timeout=self.stop_timeout)
         self._withdraw()
         if exc_type is None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.stop_timeout):
