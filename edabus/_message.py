@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import msgspec
 
+from ._array import dec_hook, enc_hook, ext_hook
 from ._exceptions import DecodeError, KeyTemplateError
 from ._keys import KeyTemplate
 
@@ -24,7 +25,7 @@ __all__ = ["Message", "decode_message", "encode", "find_types_for_key", "message
 _M = TypeVar("_M", bound="Message")
 
 _registry: dict[str, type[Message]] = {}
-_encoder = msgspec.msgpack.Encoder()
+_encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
 _decoders: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
 _KEY_FIELD_TYPES = (str, int, "str", "int")
 _EMPTY_MAP = b"\x80"
@@ -132,7 +133,7 @@ def decoder_for(cls: type[_M]) -> msgspec.msgpack.Decoder[_M]:
     """The cached msgpack decoder for a type."""
     decoder = _decoders.get(cls)
     if decoder is None:
-        decoder = _decoders[cls] = msgspec.msgpack.Decoder(cls)
+        decoder = _decoders[cls] = msgspec.msgpack.Decoder(cls, dec_hook=dec_hook, ext_hook=ext_hook)
     return decoder
 
 
@@ -176,7 +177,7 @@ def _decode_with_key_fields(cls: type[_M], template: KeyTemplate, payload: bytes
     """Slow path: fill key fields missing from the payload with the values in the key."""
     values = template.parse(key)
     try:
-        raw = msgspec.msgpack.decode(payload)
+        raw = msgspec.msgpack.decode(payload, ext_hook=ext_hook)
     except (msgspec.DecodeError, ValueError) as exc:
         raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
     if values is None or not isinstance(raw, dict):
@@ -193,6 +194,6 @@ def _decode_with_key_fields(cls: type[_M], template: KeyTemplate, payload: bytes
         else:
             raw[name] = text
     try:  # strict, like the fast path: only the key's own text is converted above
-        return msgspec.convert(raw, cls)
+        return msgspec.convert(raw, cls, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         raise DecodeError(f"{cls.__name__}: {exc}") from exc
