@@ -3,6 +3,7 @@
 from ._actor import Actor, ActorContext, handler
 from ._app import App, GroupSpec
 from ._bus import Bus, Envelope, Subscription, connect
+from ._compute import ComputeWorker
 from ._exceptions import (
     ActorEscalated,
     ActorStopped,
@@ -35,6 +36,7 @@ __all__ = [
     "App",
     "Bus",
     "BusClosedError",
+    "ComputeWorker",
     "DeadLetter",
     "DecodeError",
     "DefinitionError",

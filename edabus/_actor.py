@@ -11,7 +11,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._exceptions import DefinitionError, NotAttachedError
 from ._message import Message, encode
@@ -25,14 +25,33 @@ __all__ = ["Actor", "ActorContext", "HandlerSpec", "handler", "handlers_of"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def handler(fn: _F) -> _F:
-    """Mark a method as the handler for the message type its first parameter is annotated with.
+DEFAULT_MAX_BATCH = 64
+
+
+@overload
+def handler(fn: _F, /) -> _F: ...
+@overload
+def handler(*, max_batch: int = ..., max_delay: float = ...) -> Callable[[_F], _F]: ...
+def handler(fn: _F | None = None, /, *, max_batch: int = DEFAULT_MAX_BATCH, max_delay: float = 0.0) -> Any:
+    """Mark a method as the handler for the message type its parameter is annotated with.
 
     The return annotation is what a request to that message gets back (None: an
     acknowledgement). Handlers may be ``async def`` (the usual case) or plain ``def``.
+
+    A parameter annotated ``list[Msg]`` makes a *batch* handler: messages that queued
+    while the previous call ran are handed over together, up to ``max_batch``; with
+    ``max_delay`` the actor waits that long for more when the batch is not full. It
+    returns ``list[Reply]``, one reply per message, in order.
     """
-    fn.__edabus_handler__ = True  # type: ignore[attr-defined]
-    return fn
+
+    def mark(method: _F) -> _F:
+        if max_batch < 1 or max_delay < 0:
+            msg = f"{method.__qualname__}: max_batch must be >= 1 and max_delay >= 0"
+            raise DefinitionError(msg)
+        method.__edabus_handler__ = (max_batch, max_delay)  # type: ignore[attr-defined]
+        return method
+
+    return mark(fn) if fn is not None else mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +63,9 @@ class HandlerSpec:
     reply_type: Any
     is_async: bool
     function: Callable[..., Any]
+    batch: bool = False
+    max_batch: int = 1
+    max_delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +164,30 @@ def _spec_for(cls: type[Actor], name: str, fn: Callable[..., Any]) -> HandlerSpe
         msg = f"{where}: a handler takes exactly one argument, the message (it takes {len(params)})"
         raise DefinitionError(msg)
     message_type = hints.get(params[0].name)
+    batch = typing.get_origin(message_type) is list
+    if batch:
+        (message_type,) = typing.get_args(message_type) or (None,)
     if not (isinstance(message_type, type) and issubclass(message_type, Message)):
         msg = f"{where}: annotate the message parameter with an edabus.Message subclass (got {message_type!r})"
         raise DefinitionError(msg)
     reply_type = hints.get("return", type(None))
+    if batch:
+        if typing.get_origin(reply_type) is not list and reply_type is not type(None):
+            msg = f"{where}: a batch handler returns list[Reply] (one per message) or None"
+            raise DefinitionError(msg)
+        reply_type = (typing.get_args(reply_type) or (None,))[0] if reply_type is not type(None) else None
     if reply_type is type(None):
         reply_type = None
+    max_batch, max_delay = getattr(fn, "__edabus_handler__", (1, 0.0))
     return HandlerSpec(
         name=name,
         message_type=message_type,
         reply_type=reply_type,
         is_async=inspect.iscoroutinefunction(fn),
         function=fn,
+        batch=batch,
+        max_batch=max_batch if batch else 1,
+        max_delay=max_delay if batch else 0.0,
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._batching import take_batch
 from ._exceptions import ActorEscalated, ActorStopped, DefinitionError
 from ._mailbox import Mailbox
 from ._runners import Runners
@@ -164,8 +165,15 @@ class KeyedSupervisor(Supervisor):
                 return 0
             mailbox = cell.mailbox
             while mailbox and handled < _QUANTUM and not cell.stopped:
+                work = mailbox.get_nowait()
+                if work.spec.batch:
+                    works = await take_batch(mailbox, work)
+                    handled += len(works)
+                    if not await self.handle_batch(cell, works):
+                        break
+                    continue
                 handled += 1
-                if not await self.handle(cell, mailbox.get_nowait()):
+                if not await self.handle(cell, work):
                     break
         finally:
             # Only messages keep an actor alive: last_used moves when they arrive, not when

@@ -68,6 +68,19 @@ class Mailbox(Generic[T]):
             self._not_full = None
         return item
 
+    def peek(self) -> T:
+        """The oldest item, left in place; raises `anyio.WouldBlock` when empty."""
+        if not self._items:
+            raise anyio.WouldBlock
+        return self._items[0]
+
+    async def wait_not_empty(self) -> None:
+        """Wait until the mailbox holds an item."""
+        while not self._items:
+            if self._not_empty is None:
+                self._not_empty = anyio.Event()
+            await self._not_empty.wait()
+
     async def get(self) -> T:
         """Take the oldest item, waiting while the mailbox is empty."""
         while not self._items:

@@ -12,6 +12,7 @@ import itertools
 import zlib
 from typing import TYPE_CHECKING
 
+from ._batching import take_batch
 from ._exceptions import ActorEscalated, ActorStopped, DefinitionError
 from ._mailbox import Mailbox
 from ._policy import RestartWindow
@@ -109,7 +110,10 @@ class PoolSupervisor(Supervisor):
                 work = await self._queue.get()
                 self._idle -= 1
                 try:
-                    if not await self.handle(cell, work):
+                    if work.spec.batch:
+                        if not await self.handle_batch(cell, await take_batch(self._queue, work)):
+                            break
+                    elif not await self.handle(cell, work):
                         break
                 finally:
                     self._idle += 1

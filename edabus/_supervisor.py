@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import structlog
@@ -30,7 +30,7 @@ from ._timers import Timers
 from ._wire import DeadLetter, Escalation, dead_letter_key, escalation_key
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from anyio.abc import TaskGroup
 
@@ -281,7 +281,7 @@ class Supervisor:
         try:
             result = await call_handler(work.spec, instance, work.msg)
         except Exception as exc:  # noqa: BLE001 - a failing handler meets the policy, not the node
-            return await self._failed(cell, instance, work, exc)
+            return await self._failed(cell, instance, (work,), exc)
         else:
             counters.handled += 1
             if query is not None:
@@ -292,25 +292,51 @@ class Supervisor:
             if query is not None:
                 query.drop()
 
-    async def _failed(self, cell: Cell, instance: Actor, work: Work, exc: Exception) -> bool:
-        self._counters.failed += 1
+    async def handle_batch(self, cell: Cell, works: list[Work]) -> bool:
+        """Run a batch handler on several messages at once; each request gets its own reply."""
+        instance = cell.instance
+        assert instance is not None  # noqa: S101 - started before any message is handled
+        started = time.perf_counter()
+        try:
+            results = _one_per_message(
+                await call_handler(works[0].spec, instance, [w.msg for w in works]),  # type: ignore[arg-type]
+                len(works),
+            )
+        except Exception as exc:  # noqa: BLE001 - a failing handler meets the policy, not the node
+            return await self._failed(cell, instance, works, exc)
+        else:
+            self._counters.handled += len(works)
+            for work, result in zip(works, results, strict=True):
+                if work.query is not None:
+                    reply(work.query, result)
+            return True
+        finally:
+            self._counters.handler_seconds += time.perf_counter() - started
+            for work in works:
+                if work.query is not None:
+                    work.query.drop()
+
+    async def _failed(self, cell: Cell, instance: Actor, works: Sequence[Work], exc: Exception) -> bool:
+        self._counters.failed += len(works)
         directive = self.policy.directive_for(exc)
         self._log.warning(
             "actor.failed",
             key=cell.key,
-            message=type(work.msg).__name__,
+            message=type(works[0].msg).__name__,
+            batch=len(works),
             error=repr(exc),
             directive=directive,
             exc_info=exc,
         )
         try:
-            await call_hook(instance.on_failure, exc, work.msg)
+            await call_hook(instance.on_failure, exc, works[0].msg)
         except Exception:  # noqa: BLE001 - a broken hook must not stop the group
             self._log.exception("actor.on_failure_failed", key=cell.key)
-        if work.query is not None:
-            reply_error(work.query, exc)
-        else:
-            self.dead_letter(work.envelope, exc)
+        for work in works:
+            if work.query is not None:
+                reply_error(work.query, exc)
+            else:
+                self.dead_letter(work.envelope, exc)
         if directive == "resume":
             return True
         if directive == "stop":
@@ -416,3 +442,13 @@ class Supervisor:
             mailbox_peak=peak,
             **dataclasses.asdict(self._counters),
         )
+
+
+def _one_per_message(results: Any, count: int) -> list[Any]:
+    """A batch handler's replies, checked: one per message (None: acknowledge them all)."""
+    if results is None:
+        return [None] * count
+    if not isinstance(results, list) or len(results) != count:
+        got = len(results) if isinstance(results, list) else type(results).__name__
+        raise TypeError(f"a batch handler returns a list of {count} replies, one per message; got {got}")
+    return results

@@ -12,6 +12,7 @@ EXPECTED = [
     "App",
     "Bus",
     "BusClosedError",
+    "ComputeWorker",
     "DeadLetter",
     "DecodeError",
     "DefinitionError",

@@ -1,0 +1,35 @@
+"""Micro-batching: gather the messages that queued for one batch handler into one call."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from ._mailbox import Mailbox
+    from ._supervisor import Work
+
+__all__ = ["take_batch"]
+
+
+async def take_batch(mailbox: Mailbox[Work], first: Work) -> list[Work]:
+    """``first`` and the messages behind it for the same handler, up to its ``max_batch``.
+
+    Takes what is already queued; if the batch is not full and the handler has a
+    ``max_delay``, waits up to that long for more. Stops at a message for another
+    handler, which keeps its place (arrival order is never changed).
+    """
+    spec = first.spec
+    batch = [first]
+    limit = spec.max_batch
+    with anyio.move_on_after(spec.max_delay):
+        while len(batch) < limit:
+            if not mailbox:
+                if not spec.max_delay:
+                    break
+                await mailbox.wait_not_empty()
+            if mailbox.peek().spec is not spec:
+                break
+            batch.append(mailbox.get_nowait())
+    return batch

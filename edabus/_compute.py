@@ -1,0 +1,95 @@
+"""Compute workers: actors whose handlers work on arrays, on a GPU when there is one.
+
+`ComputeWorker` picks its array module when it starts: cupy on its GPU
+(``device``, default 0) when cupy is installed and finds a device, numpy
+otherwise, so the same code runs everywhere. Each GPU worker gets its own CUDA
+stream. Handlers use `ComputeWorker.xp` for array functions and
+`ComputeWorker.asarray` to bring a received (host) array onto the device.
+Batch handlers (``list[Msg]`` parameters) are the natural shape for them: one
+kernel launch serves every request that queued meanwhile.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, ClassVar
+
+import structlog
+
+from ._actor import Actor
+
+__all__ = ["ComputeWorker", "gpu_count"]
+
+log = structlog.get_logger(__name__)
+
+
+def _cupy() -> types.ModuleType | None:
+    try:
+        import cupy  # noqa: PLC0415 - optional: the gpu extra
+    except ImportError:
+        return None
+    module: types.ModuleType = cupy
+    return module
+
+
+def gpu_count() -> int:
+    """How many GPUs cupy can use here (0 without cupy or without a device)."""
+    cupy = _cupy()
+    if cupy is None:
+        return 0
+    try:
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # noqa: BLE001 - no driver, no device: the CPU path
+        return 0
+
+
+class ComputeWorker(Actor):
+    """An actor for array compute; override ``use_gpu``/``device`` on the class to choose.
+
+    Attributes:
+        xp: the array module this worker computes with (cupy or numpy), set at start.
+        on_gpu: whether it runs on a GPU.
+
+    """
+
+    use_gpu: ClassVar[bool] = True  # False: always numpy
+    device: ClassVar[int] = 0
+
+    xp: Any = None
+    on_gpu: bool = False
+    _stream: Any = None
+
+    async def on_start(self) -> None:
+        """Pick the array module and, on a GPU, the device and a stream of our own."""
+        self.select_backend()
+
+    def select_backend(self) -> None:
+        """Cupy on ``device`` if possible, else numpy; called by `on_start` (call it if you override that)."""
+        cupy = _cupy() if self.use_gpu else None
+        if cupy is not None and gpu_count() > self.device:
+            cupy.cuda.Device(self.device).use()
+            self._stream = cupy.cuda.Stream(non_blocking=True)
+            self.xp, self.on_gpu = cupy, True
+        else:
+            import numpy as np  # noqa: PLC0415 - the compute extra
+
+            self.xp, self.on_gpu = np, False
+        log.debug("compute.backend", worker=type(self).__name__, gpu=self.on_gpu, device=self.device)
+
+    def asarray(self, array: Any) -> Any:
+        """``array`` on this worker's device (a no-op on numpy)."""
+        if self.xp is None:
+            self.select_backend()
+        if self.on_gpu:
+            with self._stream:
+                return self.xp.asarray(array)
+        return self.xp.asarray(array)
+
+    def to_host(self, array: Any) -> Any:
+        """``array`` as a numpy array (one device-to-host copy on a GPU)."""
+        if self.on_gpu:
+            with self._stream:
+                host = self.xp.asnumpy(array)
+            self._stream.synchronize()
+            return host
+        return array

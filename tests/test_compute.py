@@ -1,0 +1,132 @@
+"""Compute workers and micro-batching: batches, their bounds, replies matched, errors, the CPU path."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import numpy as np
+import pytest
+
+import edabus
+from examples import similarity
+from tests.conftest import Processes
+
+
+class Job(edabus.Message, key="cmp/{lane}/job"):
+    lane: str
+    n: int
+    fail: bool = False
+
+
+class Done(edabus.Message):
+    n: int
+    doubled: int
+
+
+batches: list[int] = []
+
+
+class OutOfMemory(Exception):
+    pass
+
+
+class Doubler(edabus.ComputeWorker):
+    starts = 0
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        Doubler.starts += 1
+
+    @edabus.handler(max_batch=8)
+    async def jobs(self, jobs: list[Job]) -> list[Done]:
+        batches.append(len(jobs))
+        if any(job.fail for job in jobs):
+            raise OutOfMemory("injected: out of device memory")
+        doubled = self.xp.asarray([job.n for job in jobs]) * 2
+        return [Done(n=job.n, doubled=int(d)) for job, d in zip(jobs, doubled, strict=True)]
+
+
+class Waiter(edabus.ComputeWorker):
+    @edabus.handler(max_batch=100, max_delay=0.2)
+    async def jobs(self, jobs: list[Job]) -> list[int]:
+        batches.append(len(jobs))
+        return [job.n for job in jobs]
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    batches.clear()
+    Doubler.starts = 0
+
+
+async def ask_all(bus: edabus.Bus, jobs: list[Job]) -> list[object]:
+    replies: list[object] = [None] * len(jobs)
+    async with anyio.create_task_group() as tg:
+
+        async def ask(i: int) -> None:
+            replies[i] = await bus.request(jobs[i], reply_type=Done)
+
+        for i in range(len(jobs)):
+            tg.start_soon(ask, i)
+    return replies
+
+
+async def test_concurrent_requests_are_batched_and_each_gets_its_own_reply() -> None:
+    """40 concurrent requests take fewer calls than 40, none above max_batch, replies matched."""
+    app = edabus.App("cmp")
+    app.pool(Doubler, size=1)
+    async with edabus.connect() as bus, edabus.Node(bus, [app]):
+        replies = await ask_all(bus, [Job(lane=f"l{i % 4}", n=i) for i in range(40)])
+    assert replies == [Done(n=i, doubled=2 * i) for i in range(40)]
+    assert sum(batches) == 40
+    assert len(batches) < 40
+    assert max(batches) <= 8
+
+
+async def test_max_delay_waits_for_a_fuller_batch_and_no_longer() -> None:
+    """A lone request waits max_delay for company; a full batch does not wait."""
+    app = edabus.App("cmp")
+    app.pool(Waiter, size=1)
+    async with edabus.connect() as bus, edabus.Node(bus, [app]):
+        started = time.perf_counter()
+        assert await bus.request(Job(lane="a", n=1), reply_type=int) == 1
+        lone = time.perf_counter() - started
+    assert 0.18 <= lone < 1.5
+    assert batches == [1]
+
+
+async def test_a_failing_batch_fails_each_request_and_the_policy_restarts_the_worker() -> None:
+    """An injected device error: every request of the batch gets it; the worker restarts and goes on."""
+    app = edabus.App("cmp")
+    policy = edabus.RestartPolicy(decide={OutOfMemory: "restart"}, backoff=0.0)
+    app.pool(Doubler, size=1, restart=policy)
+    async with edabus.connect() as bus, edabus.Node(bus, [app]) as node:
+        with pytest.raises(edabus.RemoteError, match="out of device memory") as failed:
+            await bus.request(Job(lane="x", n=1, fail=True), reply_type=Done)
+        assert failed.value.type_name == "OutOfMemory"
+        assert await bus.request(Job(lane="x", n=5), reply_type=Done) == Done(n=5, doubled=10)
+        stats = node.supervisor("Doubler").statistics()
+    assert stats.restarts == 1
+    assert Doubler.starts == 2
+
+
+async def test_a_compute_worker_runs_on_numpy_without_a_gpu() -> None:
+    """Here (no GPU) a worker computes with numpy, and the similarity example answers correctly."""
+    worker = similarity.Scorer()
+    await worker.on_start()
+    assert worker.xp is np
+    assert worker.on_gpu is False
+    query = np.random.default_rng(3).standard_normal(similarity.DIM).astype(np.float32)
+    [got] = await worker.score([similarity.Query(client="t", vector=query, k=3)])
+    expected = np.argsort(-(similarity.corpus() @ (query / np.linalg.norm(query))))[:3]
+    assert got.ids == expected.tolist()
+
+
+def test_the_similarity_example_runs(processes: Processes) -> None:
+    """examples/similarity.py answers its queries in fewer batches than queries."""
+    done = processes.run(["examples/similarity.py"], timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    line = next(line for line in done.stdout.decode().splitlines() if "queries in" in line)
+    batches_used = int(line.rsplit(",", 1)[1].split()[0])
+    assert batches_used < 200
