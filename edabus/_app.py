@@ -44,9 +44,21 @@ class GroupSpec:
     restart: RestartPolicy | None = None
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     max_actors: int = DEFAULT_MAX_ACTORS
+    allow_cpu: bool = False
+    cpu_fallback: bool = False
+
+    @property
+    def needs_gpu(self) -> bool:
+        """Whether only nodes with a GPU host this group (compute workers, unless allow_cpu)."""
+        return bool(getattr(self.actor_cls, "needs_gpu", False)) and not self.allow_cpu
 
     def build(self) -> Supervisor:
         """A fresh supervisor for this group, for one node."""
+        supervisor = self._build()
+        supervisor.cpu_fallback = self.cpu_fallback
+        return supervisor
+
+    def _build(self) -> Supervisor:
         common = {"mailbox_size": self.mailbox_size, "overflow": self.overflow, "restart": self.restart}
         if self.kind == "keyed":
             return KeyedSupervisor(
@@ -157,10 +169,15 @@ class App:
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
         overflow: Overflow = "backpressure",
         restart: RestartPolicy | None = None,
+        allow_cpu: bool = False,
+        cpu_fallback: bool = False,
     ) -> GroupSpec:
         """Up to ``size`` interchangeable ``actor_cls()`` workers sharing one mailbox of ``mailbox_size``.
 
         Restarts count pool-wide: a failing worker is replaced until the bound is exhausted.
+        For a `ComputeWorker`: ``allow_cpu`` lets nodes without a GPU host the group;
+        ``cpu_fallback`` moves the group to numpy instead of escalating when its GPU
+        restarts are exhausted.
         """
         return self._add(
             GroupSpec(
@@ -172,6 +189,8 @@ class App:
                 mailbox_size=mailbox_size,
                 overflow=overflow,
                 restart=restart,
+                allow_cpu=allow_cpu,
+                cpu_fallback=cpu_fallback,
             )
         )
 

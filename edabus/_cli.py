@@ -135,10 +135,19 @@ async def _cmd_run(args: argparse.Namespace, stop: anyio.Event) -> int:
     apps = [load_app(target) for target in args.target]
     async with (
         connect(args.connect or None, listen=args.listen or None, config=args.config, node_id=args.node_id) as bus,
-        Node(bus, apps),
+        Node(bus, apps, gpus=_gpus(args.gpus)),
     ):
         await stop.wait()
     return EXIT_OK
+
+
+def _gpus(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--gpus takes device numbers such as 0,1 (got {text!r})") from None
 
 
 # -- publish / request --------------------------------------------------------------------------
@@ -287,6 +296,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="+", help="MODULE:APP or path/to/file.py:APP")
     p.add_argument("--listen", action="append", metavar="ENDPOINT", help="let other peers connect here")
     p.add_argument("--node-id", help="this node's id (default: random)")
+    p.add_argument("--gpus", help="GPUs this node offers, e.g. 0,1 ('' for none; default: what cupy finds)")
     bus_options(p)
     p.set_defaults(handler=_cmd_run)
 

@@ -11,36 +11,16 @@ kernel launch serves every request that queued meanwhile.
 
 from __future__ import annotations
 
-import types
 from typing import Any, ClassVar
 
 import structlog
 
 from ._actor import Actor
+from ._gpus import _cupy, gpu_count
 
 __all__ = ["ComputeWorker", "gpu_count"]
 
 log = structlog.get_logger(__name__)
-
-
-def _cupy() -> types.ModuleType | None:
-    try:
-        import cupy  # noqa: PLC0415 - optional: the gpu extra
-    except ImportError:
-        return None
-    module: types.ModuleType = cupy
-    return module
-
-
-def gpu_count() -> int:
-    """How many GPUs cupy can use here (0 without cupy or without a device)."""
-    cupy = _cupy()
-    if cupy is None:
-        return 0
-    try:
-        return int(cupy.cuda.runtime.getDeviceCount())
-    except Exception:  # noqa: BLE001 - no driver, no device: the CPU path
-        return 0
 
 
 class ComputeWorker(Actor):
@@ -52,7 +32,8 @@ class ComputeWorker(Actor):
 
     """
 
-    use_gpu: ClassVar[bool] = True  # False: always numpy
+    needs_gpu: ClassVar[bool] = True  # its groups go only to nodes with a GPU, unless allow_cpu
+    use_gpu: bool = True  # False: always numpy (set per instance on a CPU fallback)
     device: ClassVar[int] = 0
 
     xp: Any = None

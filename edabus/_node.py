@@ -23,6 +23,7 @@ import zenoh
 from ._bridge import DEFAULT_OVERFLOW_LIMIT, DEFAULT_STALL_TIMEOUT, Inbox
 from ._bus import Envelope, envelope_of
 from ._exceptions import ActorStopped, DecodeError, EdabusError, MailboxFull
+from ._gpus import local_gpus
 from ._membership import Membership
 from ._message import Message, decode_message, encode
 from ._statistics import SupervisorStatistics
@@ -86,7 +87,10 @@ class Node:
             before the group's inbox overflows instead (see `Inbox`).
         overflow_limit: arrivals a stalled group may hold beyond ``inbox_size`` before
             further ones are dropped (counted and dead-lettered as `MailboxFull`).
-        stop_timeout: how long a stopping node lets taken-in messages finish.
+        stop_timeout: how long a stopping node waits for the other members to take
+            over (a barrier handshake) and for taken-in messages to finish.
+        gpus: the GPUs this node offers (default: what cupy finds). Groups of compute
+            workers go only to nodes that offer one, unless they allow the CPU.
 
     """
 
@@ -99,13 +103,15 @@ class Node:
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         overflow_limit: int = DEFAULT_OVERFLOW_LIMIT,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        gpus: Sequence[int] | None = None,
     ) -> None:
         self.bus = bus
         self.stop_timeout = stop_timeout
         self.apps = tuple(apps)
-        self.supervisors: dict[tuple[str, str], Supervisor] = {
-            (spec.app, spec.name): spec.build() for app in self.apps for spec in app.groups
-        }
+        self.gpus = local_gpus() if gpus is None else list(gpus)
+        hosted = [spec for app in self.apps for spec in app.groups if self.gpus or not spec.needs_gpu]
+        self.skipped = [f"{spec.app}/{spec.name}" for app in self.apps for spec in app.groups if spec not in hosted]
+        self.supervisors: dict[tuple[str, str], Supervisor] = {(spec.app, spec.name): spec.build() for spec in hosted}
         self._inbox_options = {"stall_timeout": stall_timeout, "overflow_limit": overflow_limit}
         self._inbox_size = inbox_size
         self._inboxes: dict[Supervisor, Inbox[Arrival]] = {}
@@ -180,7 +186,9 @@ class Node:
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
             raise
-        log.info("node.started", node=self.node_id, groups=[f"{a}/{g}" for a, g in self.supervisors])
+        if self.skipped:
+            log.warning("node.groups_skipped", node=self.node_id, groups=self.skipped, reason="they need a GPU")
+        log.info("node.started", node=self.node_id, groups=[f"{a}/{g}" for a, g in self.supervisors], gpus=self.gpus)
         return self
 
     def _declare_routes(self) -> None:

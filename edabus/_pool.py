@@ -62,6 +62,9 @@ class PoolSupervisor(Supervisor):
     def _window(self, cell: Cell) -> RestartWindow:  # noqa: ARG002 - restarts count pool-wide
         return self._pool_window
 
+    def _reset_window(self, cell: Cell) -> None:  # noqa: ARG002 - restarts count pool-wide
+        self._pool_window = RestartWindow(self.policy)
+
     async def _enqueue(self, work: Work) -> None:
         if self._escalated:
             self.reject(work, ActorEscalated(f"pool {self.name!r} escalated; it takes no messages"))

@@ -130,6 +130,8 @@ class Supervisor:
                 raise DefinitionError(msg)
         self._counters = _Counters()
         self.membership: Membership | None = None  # set by the node; None: this node owns everything
+        self.cpu_fallback = False  # compute groups: go to numpy instead of escalating
+        self.on_cpu = False
         self._bus: Bus | None = None
         self._tg: TaskGroup | None = None
         self._node_id = ""
@@ -231,6 +233,8 @@ class Supervisor:
         assert self._tg is not None  # noqa: S101
         try:
             instance = self.actor_cls(*self._construct_args(cell))
+            if self.on_cpu:
+                instance.use_gpu = False  # type: ignore[attr-defined]  # a ComputeWorker after a CPU fallback
             cell.timers = Timers(self._timer_deliver(cell), self._tg.start_soon, self.work_for_timer)
             instance._edabus_context = ActorContext(  # noqa: SLF001 - the supervisor owns the context
                 bus=self._bus, app=self.app, group=self.name, key=cell.key, node_id=self._node_id, timers=cell.timers
@@ -345,6 +349,12 @@ class Supervisor:
             await self._after_stop(cell)
             return False
         attempt = self._window(cell).attempt()
+        if attempt is None and self.cpu_fallback and not self.on_cpu:
+            # A physics engine's move: the GPU keeps failing, so compute on the CPU instead.
+            self.on_cpu = True
+            self._log.warning("group.cpu_fallback", key=cell.key, error=repr(exc))
+            self._reset_window(cell)
+            attempt = self._window(cell).attempt()
         if attempt is None:
             await self._escalate(cell, exc)
             return False
@@ -357,6 +367,9 @@ class Supervisor:
             return False
         self._log.info("actor.restarted", key=cell.key, attempt=attempt, backoff=round(delay, 6))
         return True
+
+    def _reset_window(self, cell: Cell) -> None:
+        cell.restarts = None
 
     async def _after_stop(self, cell: Cell) -> None:
         """What the kind does once a cell stopped by directive (keyed: forget it)."""

@@ -62,7 +62,7 @@ class Scorer(edabus.ComputeWorker):
 
 
 app = edabus.App("similarity")
-app.pool(Scorer, size=1)
+app.pool(Scorer, size=1, allow_cpu=True)  # on a GPU where a node has one, on numpy elsewhere
 
 
 async def main(requests: int = 200) -> None:

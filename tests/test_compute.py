@@ -7,6 +7,7 @@ import time
 import anyio
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 import edabus
 from examples import similarity
@@ -75,7 +76,7 @@ async def ask_all(bus: edabus.Bus, jobs: list[Job]) -> list[object]:
 async def test_concurrent_requests_are_batched_and_each_gets_its_own_reply() -> None:
     """40 concurrent requests take fewer calls than 40, none above max_batch, replies matched."""
     app = edabus.App("cmp")
-    app.pool(Doubler, size=1)
+    app.pool(Doubler, size=1, allow_cpu=True)
     async with edabus.connect() as bus, edabus.Node(bus, [app]):
         replies = await ask_all(bus, [Job(lane=f"l{i % 4}", n=i) for i in range(40)])
     assert replies == [Done(n=i, doubled=2 * i) for i in range(40)]
@@ -87,7 +88,7 @@ async def test_concurrent_requests_are_batched_and_each_gets_its_own_reply() -> 
 async def test_max_delay_waits_for_a_fuller_batch_and_no_longer() -> None:
     """A lone request waits max_delay for company; a full batch does not wait."""
     app = edabus.App("cmp")
-    app.pool(Waiter, size=1)
+    app.pool(Waiter, size=1, allow_cpu=True)
     async with edabus.connect() as bus, edabus.Node(bus, [app]):
         started = time.perf_counter()
         assert await bus.request(Job(lane="a", n=1), reply_type=int) == 1
@@ -100,7 +101,7 @@ async def test_a_failing_batch_fails_each_request_and_the_policy_restarts_the_wo
     """An injected device error: every request of the batch gets it; the worker restarts and goes on."""
     app = edabus.App("cmp")
     policy = edabus.RestartPolicy(decide={OutOfMemory: "restart"}, backoff=0.0)
-    app.pool(Doubler, size=1, restart=policy)
+    app.pool(Doubler, size=1, restart=policy, allow_cpu=True)
     async with edabus.connect() as bus, edabus.Node(bus, [app]) as node:
         with pytest.raises(edabus.RemoteError, match="out of device memory") as failed:
             await bus.request(Job(lane="x", n=1, fail=True), reply_type=Done)
@@ -130,3 +131,68 @@ def test_the_similarity_example_runs(processes: Processes) -> None:
     line = next(line for line in done.stdout.decode().splitlines() if "queries in" in line)
     batches_used = int(line.rsplit(",", 1)[1].split()[0])
     assert batches_used < 200
+
+
+class OnGpu(edabus.ComputeWorker):
+    """Fails while it believes it is on the GPU: an injected device failure."""
+
+    @edabus.handler
+    async def job(self, job: Job) -> str:
+        if self.use_gpu:
+            raise OutOfMemory("injected: device lost")
+        return "cpu"
+
+
+def gpu_app(**options: object) -> edabus.App:
+    app = edabus.App("gpu")
+    app.pool(OnGpu, size=1, **options)  # type: ignore[arg-type]
+    return app
+
+
+async def test_a_compute_group_goes_only_to_a_node_that_offers_a_gpu(router: str) -> None:
+    """With one node offering a GPU (by flag) and one not, only the first hosts the group."""
+    async with (
+        edabus.connect(router) as bus_gpu,
+        edabus.connect(router) as bus_cpu,
+        edabus.Node(bus_gpu, [gpu_app(cpu_fallback=True)], gpus=[0]) as with_gpu,
+        edabus.Node(bus_cpu, [gpu_app(cpu_fallback=True)], gpus=[]) as without,
+        edabus.connect(router) as client,
+    ):
+        assert [f"{a}/{g}" for a, g in with_gpu.supervisors] == ["gpu/OnGpu"]
+        assert without.supervisors == {}
+        assert without.skipped == ["gpu/OnGpu"]
+        await client.wait_for_group("gpu", "OnGpu", timeout=5)
+        members = await client.live_tokens("@edabus/member/gpu/OnGpu/*")
+        assert members == [f"@edabus/member/gpu/OnGpu/{bus_gpu.node_id}"]
+
+
+async def test_without_a_gpu_node_a_compute_request_fails_fast() -> None:
+    """No node offers a GPU and the group does not allow the CPU: NoRouteError at once."""
+    async with edabus.connect() as bus, edabus.Node(bus, [gpu_app()], gpus=[]) as node:
+        assert node.skipped == ["gpu/OnGpu"]
+        with anyio.fail_after(2), pytest.raises(edabus.NoRouteError):
+            await bus.request(Job(lane="g", n=1), timeout=30)
+
+
+async def test_allow_cpu_hosts_the_group_on_a_node_without_a_gpu() -> None:
+    """allow_cpu: a node with no GPU hosts the compute group and computes on numpy."""
+    async with edabus.connect() as bus, edabus.Node(bus, [gpu_app(allow_cpu=True)], gpus=[]):
+        with pytest.raises(edabus.RemoteError):  # use_gpu is still True: the injected failure
+            await bus.request(Job(lane="g", n=1), reply_type=str)
+
+
+async def test_a_failing_gpu_falls_back_to_the_cpu_after_the_bound() -> None:
+    """cpu_fallback: once the restart bound is exhausted the group moves to numpy instead of escalating."""
+    policy = edabus.RestartPolicy(default="restart", max_restarts=1, backoff=0.0)
+    with capture_logs() as logs:
+        async with (
+            edabus.connect() as bus,
+            edabus.Node(bus, [gpu_app(restart=policy, cpu_fallback=True)], gpus=[0]) as node,
+        ):
+            for _ in range(2):  # the first failure restarts; the second exhausts the bound
+                with pytest.raises(edabus.RemoteError, match="device lost"):
+                    await bus.request(Job(lane="g", n=1), reply_type=str)
+            assert await bus.request(Job(lane="g", n=2), reply_type=str) == "cpu"
+            stats = node.supervisor("OnGpu").statistics()
+    assert stats.escalations == 0
+    assert [e["event"] for e in logs if e["event"] == "group.cpu_fallback"] == ["group.cpu_fallback"]
