@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 if TYPE_CHECKING:
+    from ._cell import Work
     from ._mailbox import Mailbox
-    from ._supervisor import Work
 
 __all__ = ["take_batch"]
 

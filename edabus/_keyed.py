@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._batching import take_batch
+from ._cell import Cell, Work
 from ._exceptions import ActorEscalated, ActorStopped, DefinitionError
 from ._mailbox import Mailbox
 from ._runners import Runners
-from ._supervisor import Cell, Supervisor, Work
+from ._supervisor import Supervisor
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -13,10 +13,11 @@ import zlib
 from typing import TYPE_CHECKING
 
 from ._batching import take_batch
+from ._cell import Cell, Work
 from ._exceptions import ActorEscalated, ActorStopped, DefinitionError
 from ._mailbox import Mailbox
 from ._policy import RestartWindow
-from ._supervisor import Cell, Supervisor, Work
+from ._supervisor import Supervisor
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

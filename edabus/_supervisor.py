@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import structlog
 import zenoh
 
-from ._actor import Actor, ActorContext, HandlerSpec, call_handler, call_hook, handlers_of
+from ._actor import Actor, ActorContext, call_handler, call_hook, handlers_of
 from ._bus import Envelope
+from ._cell import Cell, Counters, Work
 from ._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionError, MailboxFull
 from ._mailbox import Mailbox
 from ._message import Message, decode_message, encode
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._bus import Bus
     from ._membership import Membership
 
-__all__ = ["Cell", "Overflow", "Supervisor", "Work"]
+__all__ = ["Overflow", "Supervisor"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,45 +46,6 @@ Overflow = Literal["backpressure", "drop_newest", "drop_oldest"]
 _OVERFLOWS = ("backpressure", "drop_newest", "drop_oldest")
 _STOP_TIMEOUT_S = 5.0
 TIMER_ENVELOPE = Envelope("", b"")  # the envelope of a message an actor scheduled to itself
-
-
-@dataclass(slots=True)
-class Work:
-    """A decoded message on its way to an actor, with the query to answer if it is a request."""
-
-    msg: Message
-    spec: HandlerSpec
-    envelope: Envelope
-    query: zenoh.Query | None
-
-
-@dataclass(slots=True, eq=False)
-class Cell:
-    """One actor activation: its instance (None until started), mailbox and state."""
-
-    key: object
-    mailbox: Mailbox[Work]
-    instance: Actor | None = None
-    scheduled: bool = False
-    stopped: bool = False
-    moving: bool = False  # its key moved to another node: passivate once its mailbox is drained
-    last_used: float = 0.0
-    restarts: RestartWindow | None = None
-    timers: Timers | None = None
-
-
-@dataclass(slots=True)
-class _Counters:
-    received: int = 0
-    handled: int = 0
-    failed: int = 0
-    restarts: int = 0
-    escalations: int = 0
-    dead_letters: int = 0
-    dropped: int = 0
-    passivated: int = 0
-    not_owned: int = 0
-    handler_seconds: float = 0.0
 
 
 class Supervisor:
@@ -128,7 +89,7 @@ class Supervisor:
                     "a supervisor can only subscribe to messages that name their key"
                 )
                 raise DefinitionError(msg)
-        self._counters = _Counters()
+        self._counters = Counters()
         self.membership: Membership | None = None  # set by the node; None: this node owns everything
         self.cpu_fallback = False  # compute groups: go to numpy instead of escalating
         self.on_cpu = False
