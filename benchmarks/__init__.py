@@ -14,4 +14,5 @@ Modules:
     _worker   the entry points those subprocesses run
     _cross    the scenarios across processes through a router
     _report   the table and the JSON file
+    compute   ``python -m benchmarks.compute``: batching on/off and array payloads
 """

@@ -108,6 +108,8 @@ class App:
         restart: RestartPolicy | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         max_actors: int = DEFAULT_MAX_ACTORS,
+        allow_cpu: bool = False,
+        cpu_fallback: bool = False,
     ) -> GroupSpec:
         """One ``actor_cls(key_value)`` per value of the message field ``key``, spawned on demand.
 
@@ -121,6 +123,8 @@ class App:
             restart: the restart policy (default `RestartPolicy()`).
             idle_timeout: seconds without a message before an actor is passivated (None: never).
             max_actors: live actors at most; the least recently used idle one makes room.
+            allow_cpu: for a `ComputeWorker`, let nodes without a GPU host the group.
+            cpu_fallback: for a `ComputeWorker`, move to numpy instead of escalating.
 
         """
         return self._add(
@@ -135,6 +139,8 @@ class App:
                 restart=restart,
                 idle_timeout=idle_timeout,
                 max_actors=max_actors,
+                allow_cpu=allow_cpu,
+                cpu_fallback=cpu_fallback,
             )
         )
 
@@ -146,6 +152,8 @@ class App:
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
         overflow: Overflow = "backpressure",
         restart: RestartPolicy | None = None,
+        allow_cpu: bool = False,
+        cpu_fallback: bool = False,
     ) -> GroupSpec:
         """Exactly one ``actor_cls()``, spawned on the first message; options as for `keyed`."""
         return self._add(
@@ -157,6 +165,8 @@ class App:
                 mailbox_size=mailbox_size,
                 overflow=overflow,
                 restart=restart,
+                allow_cpu=allow_cpu,
+                cpu_fallback=cpu_fallback,
             )
         )
 

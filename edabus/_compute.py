@@ -49,7 +49,9 @@ class ComputeWorker(Actor):
         cupy = _cupy() if self.use_gpu else None
         if cupy is not None and gpu_count() > self.device:
             cupy.cuda.Device(self.device).use()
-            self._stream = cupy.cuda.Stream(non_blocking=True)
+            # A blocking stream is ordered with the default stream the handler's own xp calls
+            # use, so uploads, kernels and downloads cannot overtake each other.
+            self._stream = cupy.cuda.Stream(non_blocking=False)
             self.xp, self.on_gpu = cupy, True
         else:
             import numpy as np  # noqa: PLC0415 - the compute extra
