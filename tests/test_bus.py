@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anyio
@@ -104,7 +105,9 @@ def test_default_config_never_sends_multicast(tmp_path: Path) -> None:
     """Every config edabus builds has multicast scouting off, even over a user file that turns it on."""
     assert msgspec.json.decode(make_config().get_json("scouting/multicast/enabled")) is False
     user = tmp_path / "user.json5"
-    user.write_text('{mode: "peer", scouting: {multicast: {enabled: true}}}')
+    # A user file that asks for multicast (written as JSON; edabus must override it, and never
+    # opens a session with it here).
+    user.write_text(json.dumps({"mode": "peer", "scouting": {"multicast": {"enabled": True}}}))
     cfg = make_config(config=user)
     assert msgspec.json.decode(cfg.get_json("scouting/multicast/enabled")) is False
     assert msgspec.json.decode(cfg.get_json("mode")) == "peer"
