@@ -22,16 +22,14 @@ import zenoh
 
 from ._bridge import DEFAULT_OVERFLOW_LIMIT, DEFAULT_STALL_TIMEOUT, Inbox
 from ._bus import Envelope, envelope_of
-from ._exceptions import ActorStopped, DecodeError, EdabusError, MailboxFull
+from ._control import catalog, validate
+from ._exceptions import ActorStopped, EdabusError, MailboxFull
 from ._gpus import local_gpus
 from ._membership import Membership
-from ._message import Message, decode_message, encode
+from ._message import Message, encode
 from ._statistics import SupervisorStatistics
 from ._wire import (
     PREFIX,
-    CatalogEntry,
-    ErrorReply,
-    NodeCatalog,
     ValidateRequest,
     actors_key,
     barrier_key,
@@ -329,52 +327,17 @@ class Node:
             if kind == "barrier":
                 query.reply(barrier_key(self.node_id), b"")
             elif kind == "catalog":
-                query.reply(catalog_key(self.node_id), encode(self.catalog()))
+                query.reply(catalog_key(self.node_id), encode(catalog(self.node_id, self.supervisors.values())))
             elif kind == "stats":
                 query.reply(stats_key(self.node_id), encode(self.statistics()))
             elif kind == "actors":
                 query.reply(actors_key(self.node_id), encode(self.live_actors()))
             elif kind == "validate":
-                self._validate(query)
+                validate(query, self.supervisors.values())
         except zenoh.ZError:
             log.debug("node.reply_failed", kind=kind)
         finally:
             query.drop()
-
-    def catalog(self) -> NodeCatalog:
-        """What this node handles: every (message type, group) pair."""
-        entries = []
-        for sup in self.supervisors.values():
-            for message_type, spec in sup.handlers.items():
-                template = message_type.__edabus_key__
-                assert template is not None  # noqa: S101 - supervisors only accept keyed types
-                reply = spec.reply_type
-                entries.append(
-                    CatalogEntry(
-                        type=message_type.__edabus_type__,
-                        key=template.template,
-                        pattern=template.pattern,
-                        app=sup.app,
-                        group=sup.name,
-                        reply=getattr(reply, "__edabus_type__", getattr(reply, "__name__", "")) if reply else "",
-                    )
-                )
-        return NodeCatalog(node=self.node_id, entries=entries)
-
-    def _validate(self, query: zenoh.Query) -> None:
-        """Check fields against a message type this node handles; reply its canonical payload."""
-        try:
-            request = _validate_decoder.decode(query.payload.to_bytes() if query.payload else b"")
-            types = {t.__edabus_type__: t for sup in self.supervisors.values() for t in sup.handlers}
-            message_type = types.get(request.type)
-            if message_type is None:
-                query.reply_err(encode(ErrorReply("LookupError", f"no message type named {request.type!r} here")))
-                return
-            msg = decode_message(message_type, encode(request.fields), request.key or None)
-        except (msgspec.MsgspecError, DecodeError) as exc:
-            query.reply_err(encode(ErrorReply(type=type(exc).__name__, message=str(exc))))
-            return
-        query.reply(query.key_expr, encode(msg))
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -1,0 +1,57 @@
+"""The node's answers to tools: what it handles (catalog) and whether fields fit a type (validate)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import msgspec
+import zenoh
+
+from ._exceptions import DecodeError
+from ._message import decode_message, encode
+from ._wire import CatalogEntry, ErrorReply, NodeCatalog, ValidateRequest
+
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+
+__all__ = ["catalog", "validate"]
+
+_validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
+
+
+def catalog(node_id: str, supervisors: Iterable[Supervisor]) -> NodeCatalog:
+    """What a node handles: every (message type, group) pair."""
+    entries = []
+    for sup in supervisors:
+        for message_type, spec in sup.handlers.items():
+            template = message_type.__edabus_key__
+            assert template is not None  # noqa: S101 - supervisors only accept keyed types
+            reply = spec.reply_type
+            entries.append(
+                CatalogEntry(
+                    type=message_type.__edabus_type__,
+                    key=template.template,
+                    pattern=template.pattern,
+                    app=sup.app,
+                    group=sup.name,
+                    reply=getattr(reply, "__edabus_type__", getattr(reply, "__name__", "")) if reply else "",
+                )
+            )
+    return NodeCatalog(node=node_id, entries=entries)
+
+
+def validate(query: zenoh.Query, supervisors: Iterable[Supervisor]) -> None:
+    """Check fields against a message type the node handles; reply its canonical payload (or the error)."""
+    try:
+        request = _validate_decoder.decode(query.payload.to_bytes() if query.payload else b"")
+        types = {t.__edabus_type__: t for sup in supervisors for t in sup.handlers}
+        message_type = types.get(request.type)
+        if message_type is None:
+            query.reply_err(encode(ErrorReply("LookupError", f"no message type named {request.type!r} here")))
+            return
+        msg = decode_message(message_type, encode(request.fields), request.key or None)
+    except (msgspec.MsgspecError, DecodeError) as exc:
+        query.reply_err(encode(ErrorReply(type=type(exc).__name__, message=str(exc))))
+        return
+    query.reply(query.key_expr, encode(msg))
