@@ -38,11 +38,16 @@ _KEEP_REJECTED = 10_000  # rejected items kept for dead letters; beyond this onl
 
 
 class Waker:
-    """Runs a function on the current event loop, called from any thread."""
+    """Runs a function on the current event loop, called from any thread.
 
-    __slots__ = ("_call",)
+    On the loop's own thread (a local put delivers synchronously there) it runs the
+    function at once: no self-pipe write, no extra loop iteration.
+    """
+
+    __slots__ = ("_call", "_loop_thread")
 
     def __init__(self) -> None:
+        self._loop_thread = threading.get_ident()
         self._call: Callable[[Callable[[], object]], object]
         try:
             self._call = asyncio.get_running_loop().call_soon_threadsafe
@@ -52,6 +57,9 @@ class Waker:
             self._call = trio.lowlevel.current_trio_token().run_sync_soon
 
     def __call__(self, fn: Callable[[], object]) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn()
+            return
         # The loop may have finished (trio's RunFinishedError is a RuntimeError too).
         with contextlib.suppress(RuntimeError):
             self._call(fn)
