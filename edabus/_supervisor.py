@@ -21,13 +21,13 @@ from ._actor import Actor, ActorContext, call_handler, call_hook, handlers_of
 from ._bus import Envelope
 from ._cell import Cell, Counters, Work
 from ._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionError, MailboxFull
+from ._letters import publish_dead_letter, publish_escalation
 from ._mailbox import Mailbox
-from ._message import Message, decode_message, encode
+from ._message import Message, decode_message
 from ._policy import RestartPolicy, RestartWindow
 from ._replies import reply, reply_error
 from ._statistics import SupervisorStatistics
 from ._timers import Timers
-from ._wire import DeadLetter, Escalation, dead_letter_key, escalation_key
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -343,17 +343,8 @@ class Supervisor:
         await self.stop_instance(cell)
         self._close_escalated(cell, ActorEscalated(f"{self.actor_cls.__name__}({cell.key!r}) escalated after {exc!r}"))
         if self._bus is not None and not self._bus.closed:
-            event = Escalation(
-                app=self.app,
-                group=self.name,
-                node=self._node_id,
-                key="" if cell.key is None or self.kind != "keyed" else str(cell.key),
-                error_type=type(exc).__name__,
-                error=str(exc),
-                restarts=restarts,
-                time=time.time(),
-            )
-            self._bus.put(escalation_key(self.app, self.name), encode(event))
+            key = "" if cell.key is None or self.kind != "keyed" else str(cell.key)
+            publish_escalation(self._bus, app=self.app, group=self.name, key=key, exc=exc, restarts=restarts)
 
     def _close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
         self.close_cell(cell, exc)
@@ -375,23 +366,8 @@ class Supervisor:
         """Publish a message no actor could handle on the group's dead-letter key; count and log it."""
         self._counters.dead_letters += 1
         self._log.warning("message.dead_lettered", key=envelope.key, error_type=type(exc).__name__, error=str(exc))
-        if self._bus is None or self._bus.closed:
-            return
-        letter = DeadLetter(
-            key=envelope.key,
-            payload=envelope.payload,
-            error_type=type(exc).__name__,
-            error=str(exc),
-            app=self.app,
-            group=self.name,
-            node=self._node_id,
-            type=envelope.meta.type,
-            time=time.time(),
-        )
-        try:
-            self._bus.put(dead_letter_key(self.app, self.name), encode(letter))
-        except Exception:  # noqa: BLE001 - losing the letter is logged; the group goes on
-            self._log.exception("message.dead_letter_failed", key=envelope.key)
+        if self._bus is not None and not self._bus.closed:
+            publish_dead_letter(self._bus, app=self.app, group=self.name, envelope=envelope, exc=exc, log=self._log)
 
     def count_dropped(self, n: int) -> None:
         """Count arrivals dropped before they reached the group (its inbox overflowed)."""

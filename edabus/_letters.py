@@ -1,0 +1,48 @@
+"""What a group publishes about messages and actors it gave up on: dead letters, escalations."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._message import encode
+from ._wire import DeadLetter, Escalation, dead_letter_key, escalation_key
+
+if TYPE_CHECKING:
+    from ._bus import Bus, Envelope
+
+__all__ = ["publish_dead_letter", "publish_escalation"]
+
+
+def publish_dead_letter(bus: Bus, *, app: str, group: str, envelope: Envelope, exc: BaseException, log: Any) -> None:
+    """Publish a `DeadLetter` for ``envelope`` on the group's dead-letter key; a failure is logged."""
+    letter = DeadLetter(
+        key=envelope.key,
+        payload=envelope.payload,
+        error_type=type(exc).__name__,
+        error=str(exc),
+        app=app,
+        group=group,
+        node=bus.node_id,
+        type=envelope.meta.type,
+        time=time.time(),
+    )
+    try:
+        bus.put(dead_letter_key(app, group), encode(letter))
+    except Exception:
+        log.exception("message.dead_letter_failed", key=envelope.key)
+
+
+def publish_escalation(bus: Bus, *, app: str, group: str, key: str, exc: BaseException, restarts: int) -> None:
+    """Publish an `Escalation`: an actor (or a whole group) exhausted its restarts."""
+    event = Escalation(
+        app=app,
+        group=group,
+        node=bus.node_id,
+        key=key,
+        error_type=type(exc).__name__,
+        error=str(exc),
+        restarts=restarts,
+        time=time.time(),
+    )
+    bus.put(escalation_key(app, group), encode(event))
