@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ._cell import Work
     from ._mailbox import Mailbox
 
-__all__ = ["take_batch"]
+__all__ = ["one_reply_per_message", "take_batch"]
 
 
 async def take_batch(mailbox: Mailbox[Work], first: Work) -> list[Work]:
@@ -33,3 +33,13 @@ async def take_batch(mailbox: Mailbox[Work], first: Work) -> list[Work]:
                 break
             batch.append(mailbox.get_nowait())
     return batch
+
+
+def one_reply_per_message(results: Any, count: int) -> list[Any]:
+    """A batch handler's replies, checked: one per message (None: acknowledge them all)."""
+    if results is None:
+        return [None] * count
+    if not isinstance(results, list) or len(results) != count:
+        got = len(results) if isinstance(results, list) else type(results).__name__
+        raise TypeError(f"a batch handler returns a list of {count} replies, one per message; got {got}")
+    return results

@@ -91,6 +91,16 @@ class KeyedSupervisor(Supervisor):
     def placement_key(self, msg: Message, envelope: Envelope) -> str:  # noqa: ARG002 - the key decides
         return str(self._key_of(msg))
 
+    def early_placement_key(self, message_type: type[Message], envelope: Envelope) -> str | None:
+        template = message_type.__edabus_key__
+        if template is None:
+            return None
+        for name, index in template.field_positions:
+            if name == self.key_field:
+                chunks = envelope.key.split("/")
+                return chunks[index] if len(chunks) == template.chunk_count else None
+        return None
+
     def _cell_placement_key(self, cell: Cell) -> str:
         return str(cell.key)
 
@@ -290,6 +300,9 @@ class SingletonSupervisor(KeyedSupervisor):
         return self.name  # by group name, so several singleton groups spread over the nodes
 
     def _cell_placement_key(self, cell: Cell) -> str:  # noqa: ARG002 - one owner
+        return self.name
+
+    def early_placement_key(self, message_type: type[Message], envelope: Envelope) -> str | None:  # noqa: ARG002
         return self.name
 
     def _construct_args(self, cell: Cell) -> tuple[object, ...]:  # noqa: ARG002 - a singleton takes no key

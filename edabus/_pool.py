@@ -88,6 +88,9 @@ class PoolSupervisor(Supervisor):
             return f"{meta.sender}/{meta.id}"
         return f"{envelope.key}/{zlib.crc32(envelope.payload)}"
 
+    def early_placement_key(self, message_type: type[Message], envelope: Envelope) -> str | None:  # noqa: ARG002
+        return self.placement_key(None, envelope)  # type: ignore[arg-type]  # the id is in the metadata
+
     def _timer_deliver(self, cell: Cell) -> Callable[[Message], Awaitable[bool]]:
         async def deliver(msg: Message) -> bool:  # a pool worker's timer message goes to any worker
             if cell.stopped or self._escalated:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import structlog
 import zenoh
 
 from ._actor import Actor, ActorContext, call_handler, call_hook, handlers_of
+from ._batching import one_reply_per_message
 from ._bus import Envelope
 from ._cell import Cell, Counters, Work
 from ._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionError, MailboxFull
@@ -128,18 +129,32 @@ class Supervisor:
         """Decode one arrival and queue it for its actor, under the overflow policy."""
         self._counters.received += 1
         spec = self.handlers[message_type]
+        membership = self.membership
+        shared = membership is not None and len(membership.members) > 1
+        # Most placement keys are in the key or the metadata: let others' messages pass undecoded.
+        early = self.early_placement_key(message_type, envelope) if shared else None
+        if early is not None and not membership.owns(early):  # type: ignore[union-attr]
+            self._pass(query)
+            return
         try:
             msg = decode_message(message_type, envelope.payload, envelope.key)
         except DecodeError as exc:
             self.reject_arrival(envelope, query, exc)
             return
-        membership = self.membership
-        if membership is not None and not membership.owns(self.placement_key(msg, envelope)):
-            self._counters.not_owned += 1  # another node owns it; a request gets no reply from here
-            if query is not None:
-                query.drop()
+        if shared and early is None and not membership.owns(self.placement_key(msg, envelope)):  # type: ignore[union-attr]
+            self._pass(query)
             return
         await self._enqueue(Work(msg, spec, envelope, query))
+
+    def _pass(self, query: zenoh.Query | None) -> None:
+        """Another node owns this arrival; a request gets no reply from here."""
+        self._counters.not_owned += 1
+        if query is not None:
+            query.drop()
+
+    def early_placement_key(self, message_type: type[Message], envelope: Envelope) -> str | None:  # noqa: ARG002
+        """The placement key without decoding the payload, when the key or metadata holds it."""
+        return None
 
     def placement_key(self, msg: Message, envelope: Envelope) -> str:
         """What decides which node of the group takes a message (see `_membership`)."""
@@ -263,7 +278,7 @@ class Supervisor:
         assert instance is not None  # noqa: S101 - started before any message is handled
         started = time.perf_counter()
         try:
-            results = _one_per_message(
+            results = one_reply_per_message(
                 await call_handler(works[0].spec, instance, [w.msg for w in works]),  # type: ignore[arg-type]
                 len(works),
             )
@@ -392,13 +407,3 @@ class Supervisor:
             mailbox_peak=peak,
             **dataclasses.asdict(self._counters),
         )
-
-
-def _one_per_message(results: Any, count: int) -> list[Any]:
-    """A batch handler's replies, checked: one per message (None: acknowledge them all)."""
-    if results is None:
-        return [None] * count
-    if not isinstance(results, list) or len(results) != count:
-        got = len(results) if isinstance(results, list) else type(results).__name__
-        raise TypeError(f"a batch handler returns a list of {count} replies, one per message; got {got}")
-    return results
