@@ -26,7 +26,7 @@ from ._config import make_config
 from ._exceptions import BusClosedError, NoRouteError, RequestTimeout
 from ._message import Message, decode_message, encode, message_type
 from ._replies import Replies, is_decisive, settle
-from ._wire import PREFIX, Meta, decode_meta, encode_meta
+from ._wire import PREFIX, Meta, decode_meta, encode_meta, member_key
 
 __all__ = ["Bus", "Envelope", "Subscription", "connect"]
 
@@ -305,7 +305,7 @@ class Bus:
 
     async def wait_for_group(self, app: str, group: str = "*", *, timeout: float = 10.0) -> str:
         """Wait until a node hosting ``app``'s ``group`` is live (any group by default)."""
-        return await self.wait_for_token(f"{PREFIX}/member/{app}/{group}/*", timeout=timeout)
+        return await self.wait_for_token(member_key(app, group), timeout=timeout)
 
     def subscribe(self, key_expr: str, *, capacity: int = 10_000) -> Subscription:
         """Subscribe to a key expression; use as ``async with bus.subscribe(k) as sub: async for e in sub``."""

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import zenoh
 
     from ._actor import Actor, HandlerSpec
@@ -41,6 +43,7 @@ class Cell:
     last_used: float = 0.0
     restarts: RestartWindow | None = None
     timers: Timers | None = None
+    before: Callable[[], None] | None = None  # run before each handler call (a GPU worker's device)
 
 
 @dataclass(slots=True)

@@ -15,11 +15,13 @@ message for lack of seeing itself.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 
 __all__ = ["Membership", "rendezvous_owner"]
 
 _CACHE_LIMIT = 100_000
+_SPAN = float(1 << 64)
 
 
 def _score(member: str, key: str) -> int:
@@ -27,19 +29,39 @@ def _score(member: str, key: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def rendezvous_owner(members: tuple[str, ...], key: str) -> str:
-    """The member that owns ``key``: the highest score of (member, key); ties by member id."""
-    return max(members, key=lambda member: (_score(member, key), member))
+def rendezvous_owner(members: tuple[str, ...], key: str, weights: Mapping[str, int] | None = None) -> str:
+    """The member that owns ``key``: the highest score of (member, key); ties by member id.
+
+    With ``weights`` (all positive), a member's share of the keys is proportional to
+    its weight (weighted rendezvous: ``-w / ln(u)`` with ``u`` the hash in (0, 1)).
+    """
+    if weights is None or len({weights[m] for m in members}) == 1:
+        return max(members, key=lambda member: (_score(member, key), member))
+
+    def weighted(member: str) -> tuple[float, str]:
+        u = (_score(member, key) + 0.5) / _SPAN
+        return -weights[member] / math.log(u), member
+
+    return max(members, key=weighted)
 
 
 class Membership:
-    """The live members of one group as this node sees them, and who owns what."""
+    """The live members of one group as this node sees them, and who owns what.
 
-    def __init__(self, app: str, group: str, self_id: str) -> None:
+    Each member is labelled with how many GPUs it offers. For a group that prefers
+    GPUs (compute workers), only the members with a GPU own keys while there is
+    one, each in proportion to its GPU count; without any, every member does.
+    """
+
+    def __init__(self, app: str, group: str, self_id: str, *, gpus: int = 0, prefer_gpus: bool = False) -> None:
         self.app = app
         self.group = group
         self.self_id = self_id
+        self.prefer_gpus = prefer_gpus
+        self.gpus: dict[str, int] = {self_id: gpus}
         self.members: tuple[str, ...] = (self_id,)
+        self.owners: tuple[str, ...] = (self_id,)  # the members that own keys
+        self._weights: dict[str, int] | None = None
         self._owners: dict[str, str] = {}
         self._listeners: list[Callable[[], None]] = []
 
@@ -50,13 +72,21 @@ class Membership:
         """Call ``listener`` (on the loop thread) after every change of members."""
         self._listeners.append(listener)
 
-    def update(self, *, joined: set[str] = frozenset(), left: set[str] = frozenset()) -> bool:  # type: ignore[assignment]
-        """Apply joins and departures (this node never leaves its own view); True if anything changed."""
-        current = set(self.members)
-        new = (current | set(joined)) - (set(left) - {self.self_id})
-        if new == current:
+    def update(self, *, joined: Mapping[str, int] | None = None, left: set[str] | None = None) -> bool:
+        """Apply joins (member: GPU count) and departures (never this node's own); True if anything changed."""
+        gpus = dict(self.gpus)
+        gpus.update(joined or {})
+        for member in (left or set()) - {self.self_id}:
+            gpus.pop(member, None)
+        if gpus == self.gpus:
             return False
-        self.members = tuple(sorted(new))
+        self.gpus = gpus
+        self.members = tuple(sorted(gpus))
+        with_gpus = tuple(m for m in self.members if gpus[m] > 0)
+        if self.prefer_gpus and with_gpus:
+            self.owners, self._weights = with_gpus, {m: gpus[m] for m in with_gpus}
+        else:
+            self.owners, self._weights = self.members, None
         self._owners.clear()
         for listener in self._listeners:
             listener()
@@ -67,8 +97,8 @@ class Membership:
         owners = self._owners
         owner = owners.get(key)
         if owner is None:
-            members = self.members
-            owner = members[0] if len(members) == 1 else rendezvous_owner(members, key)
+            members = self.owners
+            owner = members[0] if len(members) == 1 else rendezvous_owner(members, key, self._weights)
             if len(owners) >= _CACHE_LIMIT:
                 owners.clear()
             owners[key] = owner
@@ -76,7 +106,6 @@ class Membership:
 
     def owns(self, key: str) -> bool:
         """Whether this node owns ``key``."""
-        members = self.members
-        if len(members) == 1:
+        if len(self.members) == 1:
             return True
         return self.owner(key) == self.self_id

@@ -12,7 +12,7 @@ tokens last, so a live token means the group can receive.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -35,6 +35,7 @@ from ._wire import (
     barrier_key,
     catalog_key,
     member_key,
+    parse_member_key,
     stats_key,
     validate_key,
 )
@@ -110,6 +111,8 @@ class Node:
         hosted = [spec for app in self.apps for spec in app.groups if self.gpus or not spec.needs_gpu]
         self.skipped = [f"{spec.app}/{spec.name}" for app in self.apps for spec in app.groups if spec not in hosted]
         self.supervisors: dict[tuple[str, str], Supervisor] = {(spec.app, spec.name): spec.build() for spec in hosted}
+        for sup in self.supervisors.values():
+            sup.gpus = self.gpus
         self._inbox_options = {"stall_timeout": stall_timeout, "overflow_limit": overflow_limit}
         self._inbox_size = inbox_size
         self._inboxes: dict[Supervisor, Inbox[Arrival]] = {}
@@ -160,11 +163,13 @@ class Node:
         try:
             self._control = Inbox(4096, name="control")
             for sup in self.supervisors.values():
-                membership = self.memberships[sup] = Membership(sup.app, sup.name, self.node_id)
+                membership = self.memberships[sup] = Membership(
+                    sup.app, sup.name, self.node_id, gpus=len(self.gpus), prefer_gpus=sup.prefers_gpus
+                )
                 # Learn the other members before taking messages: a node that thought it
                 # was alone would take every key.
-                live = await self.bus.live_tokens(member_key(sup.app, sup.name, "*"))
-                membership.update(joined={key.rsplit("/", 1)[-1] for key in live})
+                live = await self.bus.live_tokens(member_key(sup.app, sup.name))
+                membership.update(joined=dict(_labels(live)))
                 sup.attach(self.bus, tg, membership)
                 inbox = self._inboxes[sup] = Inbox(
                     self._inbox_size,
@@ -178,7 +183,8 @@ class Node:
             self._declare_routes()
             tg.start_soon(self._serve_control, self._control)
             for app, group in self.supervisors:
-                self._tokens.append(self.bus.session.liveliness().declare_token(member_key(app, group, self.node_id)))
+                token = member_key(app, group, self.node_id, len(self.gpus))
+                self._tokens.append(self.bus.session.liveliness().declare_token(token))
         except BaseException:
             self._withdraw()
             tg.cancel_scope.cancel()
@@ -265,27 +271,28 @@ class Node:
             push = self._inboxes[sup].push
 
             def on_change(sample: zenoh.Sample, sup: Supervisor = sup, push: Any = push) -> None:
-                node = str(sample.key_expr).rsplit("/", 1)[-1]
-                if node == self.node_id:
+                parsed = parse_member_key(str(sample.key_expr))
+                if parsed is None or parsed[2] == self.node_id:
                     return
+                node, gpus = parsed[2], parsed[3]
                 if sample.kind == zenoh.SampleKind.PUT:
-                    control(functools.partial(self._confirm_join, sup, node))
+                    control(functools.partial(self._confirm_join, sup, node, gpus))
                 else:
                     membership = self.memberships[sup]
                     push((_MEMBERS, functools.partial(self._member_changed, membership, left={node}), None))
 
             self._declared.append(
                 self.bus.session.liveliness().declare_subscriber(
-                    member_key(sup.app, sup.name, "*"), zenoh.handlers.Callback(on_change, indirect=False), history=True
+                    member_key(sup.app, sup.name), zenoh.handlers.Callback(on_change, indirect=False), history=True
                 )
             )
 
-    def _confirm_join(self, sup: Supervisor, node: str) -> None:
+    def _confirm_join(self, sup: Supervisor, node: str, gpus: int) -> None:
         """Ask the new member for a barrier reply; apply the join in the group's inbox after it."""
         if self.bus.closed:
             return
         push = self._inboxes[sup].push
-        change = functools.partial(self._member_changed, self.memberships[sup], joined={node})
+        change = functools.partial(self._member_changed, self.memberships[sup], joined={node: gpus})
 
         def on_reply(_reply: zenoh.Reply) -> None:
             pass  # the reply matters only for when it comes: on_final follows it
@@ -300,15 +307,19 @@ class Node:
             timeout=JOIN_BARRIER_TIMEOUT,
         )
 
-    def _member_changed(self, membership: Membership, **change: set[str]) -> None:
-        if membership.update(**change):
+    def _member_changed(
+        self, membership: Membership, *, joined: dict[str, int] | None = None, left: set[str] | None = None
+    ) -> None:
+        if membership.update(joined=joined, left=left):
             log.info(
                 "node.members_changed",
                 app=membership.app,
                 group=membership.group,
                 members=list(membership.members),
+                owners=list(membership.owners),
                 node=self.node_id,
-                **{k: sorted(v) for k, v in change.items()},
+                joined=sorted(joined or ()),
+                left=sorted(left or ()),
             )
 
     async def _serve_control(self, inbox: Inbox[Callable[[], None]]) -> None:
@@ -398,3 +409,11 @@ class Node:
         # and this runs once per node stop.
         while not self._idle():  # noqa: ASYNC110
             await anyio.sleep(0.005)
+
+
+def _labels(tokens: Sequence[str]) -> Iterator[tuple[str, int]]:
+    """``(node, gpus)`` of each member token."""
+    for token in tokens:
+        parsed = parse_member_key(token)
+        if parsed is not None:
+            yield parsed[2], parsed[3]

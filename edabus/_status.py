@@ -1,7 +1,7 @@
 """What the live nodes host and count, read from any process on the bus (``edabus status``).
 
 Two reads, sent together: the member liveliness tokens
-(``@edabus/member/{app}/{group}/{node}``) say which nodes host which groups now,
+(``@edabus/member/{app}/{group}/{node}/gpus/{n}``) say which nodes host which groups now,
 and every node's statistics queryable (``@edabus/node/<id>/stats``) answers with
 one `SupervisorStatistics` per group. A node that holds tokens but sent no
 readable statistics within the timeout is listed with its error, not left out.
@@ -17,7 +17,7 @@ import zenoh
 
 from ._bus import Bus
 from ._statistics import SupervisorStatistics
-from ._wire import PREFIX, member_key, stats_key
+from ._wire import member_key, parse_member_key, stats_key
 
 __all__ = ["ClusterStatus", "NodeStatus", "gather_status", "render_json", "render_table"]
 
@@ -65,7 +65,7 @@ async def gather_status(bus: Bus, *, timeout: float) -> ClusterStatus:
     replies: list[zenoh.Reply] = []
 
     async def read_tokens() -> None:
-        tokens.extend(await bus.live_tokens(member_key("*", "*", "*"), timeout=timeout))
+        tokens.extend(await bus.live_tokens(member_key("*", "*"), timeout=timeout))
 
     async def read_stats() -> None:
         replies.extend(await bus.query(stats_key("*"), timeout=timeout))
@@ -87,11 +87,10 @@ async def gather_status(bus: Bus, *, timeout: float) -> ClusterStatus:
 def _members(tokens: Iterable[str]) -> dict[str, tuple[str, ...]]:
     """``{"app/group": (node, ...)}`` from member token keys (app, group and node are one chunk each)."""
     members: dict[str, list[str]] = {}
-    prefix = f"{PREFIX}/member/"
     for token in tokens:
-        chunks = token.removeprefix(prefix).split("/")
-        if len(chunks) == 3:  # noqa: PLR2004 - app, group, node
-            app, group, node = chunks
+        parsed = parse_member_key(token)
+        if parsed is not None:
+            app, group, node, _ = parsed
             members.setdefault(f"{app}/{group}", []).append(node)
     return {group: tuple(sorted(nodes)) for group, nodes in sorted(members.items())}
 

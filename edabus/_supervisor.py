@@ -94,6 +94,8 @@ class Supervisor:
         self.membership: Membership | None = None  # set by the node; None: this node owns everything
         self.cpu_fallback = False  # compute groups: go to numpy instead of escalating
         self.on_cpu = False
+        self.gpus: list[int] = []  # set by the node: the GPUs its compute workers are spread over
+        self._spawned = 0
         self._bus: Bus | None = None
         self._tg: TaskGroup | None = None
         self._node_id = ""
@@ -110,6 +112,11 @@ class Supervisor:
         self._tg = tg
         self._node_id = bus.node_id
         self._log = log.bind(app=self.app, group=self.name, actor=self.actor_cls.__name__, node=bus.node_id)
+
+    @property
+    def prefers_gpus(self) -> bool:
+        """Whether the group's keys go to members with a GPU while there is one (compute workers)."""
+        return bool(getattr(self.actor_cls, "needs_gpu", False))
 
     async def stop(self) -> None:
         """Stop every actor of the group (``on_stop`` runs); what is still queued is dead-lettered."""
@@ -211,11 +218,15 @@ class Supervisor:
             instance = self.actor_cls(*self._construct_args(cell))
             if self.on_cpu:
                 instance.use_gpu = False  # type: ignore[attr-defined]  # a ComputeWorker after a CPU fallback
+            elif self.gpus and getattr(instance, "device", 0) is None:  # a ComputeWorker: spread over our GPUs
+                instance.device = self.gpus[self._spawned % len(self.gpus)]  # type: ignore[attr-defined]
+                self._spawned += 1
             cell.timers = Timers(self._timer_deliver(cell), self._tg.start_soon, self.work_for_timer)
             instance._edabus_context = ActorContext(  # noqa: SLF001 - the supervisor owns the context
                 bus=self._bus, app=self.app, group=self.name, key=cell.key, node_id=self._node_id, timers=cell.timers
             )
             await call_hook(instance.on_start)
+            cell.before = instance.activate if getattr(instance, "on_gpu", False) else None  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - a failing constructor fails its messages only
             self._log.exception("actor.spawn_failed", key=cell.key)
             self.close_cell(cell, ActorStopped(f"{self.actor_cls.__name__}({cell.key!r}) failed to start: {exc!r}"))
@@ -259,6 +270,8 @@ class Supervisor:
         counters = self._counters
         query = work.query
         try:
+            if cell.before is not None:
+                cell.before()
             result = await call_handler(work.spec, instance, work.msg)
         except Exception as exc:  # noqa: BLE001 - a failing handler meets the policy, not the node
             return await self._failed(cell, instance, (work,), exc)
@@ -278,6 +291,8 @@ class Supervisor:
         assert instance is not None  # noqa: S101 - started before any message is handled
         started = time.perf_counter()
         try:
+            if cell.before is not None:
+                cell.before()
             results = one_reply_per_message(
                 await call_handler(works[0].spec, instance, [w.msg for w in works]),  # type: ignore[arg-type]
                 len(works),

@@ -29,6 +29,7 @@ __all__ = [
     "encode_meta",
     "escalation_key",
     "member_key",
+    "parse_member_key",
     "stats_key",
     "validate_key",
 ]
@@ -130,9 +131,25 @@ def decode_meta(attachment: bytes | None) -> Meta:
         return _EMPTY_META
 
 
-def member_key(app: str, group: str, node: str) -> str:
-    """The liveliness token of a group on a node; declared once the group can receive."""
-    return f"{PREFIX}/member/{app}/{group}/{node}"
+def member_key(app: str, group: str, node: str = "*", gpus: int | str = "*") -> str:
+    """The liveliness token of a group on a node, labelled with how many GPUs the node offers.
+
+    ``@edabus/member/{app}/{group}/{node}/gpus/{n}``: declared once the group can receive.
+    With the defaults (``node="*"``, ``gpus="*"``) it is a pattern that matches any node.
+    """
+    return f"{PREFIX}/member/{app}/{group}/{node}/gpus/{gpus}"
+
+
+def parse_member_key(key: str) -> tuple[str, str, str, int] | None:
+    """``(app, group, node, gpus)`` from a member token's key; None if it is not one."""
+    parts = key.split("/")
+    if len(parts) != 7 or parts[0] != PREFIX or parts[1] != "member" or parts[5] != "gpus":  # noqa: PLR2004
+        return None
+    try:
+        gpus = int(parts[6])
+    except ValueError:
+        return None
+    return parts[2], parts[3], parts[4], gpus
 
 
 def barrier_key(node: str) -> str:

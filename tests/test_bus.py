@@ -57,11 +57,11 @@ async def test_request_times_out_when_nobody_answers(bus: edabus.Bus) -> None:
 
 async def test_liveliness_tokens_are_seen(bus: edabus.Bus) -> None:
     """wait_for_group returns once a member token of the group is alive."""
-    token = bus.session.liveliness().declare_token("@edabus/member/shop/Cart/n1")
+    token = bus.session.liveliness().declare_token("@edabus/member/shop/Cart/n1/gpus/0")
     try:
         with anyio.fail_after(5):
             key = await bus.wait_for_group("shop", "Cart", timeout=5)
-        assert key == "@edabus/member/shop/Cart/n1"
+        assert key == "@edabus/member/shop/Cart/n1/gpus/0"
         assert await bus.live_tokens("@edabus/member/shop/**") == [key]
     finally:
         token.undeclare()

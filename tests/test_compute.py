@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import anyio
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 import edabus
+from edabus._membership import Membership
+from edabus._wire import member_key, parse_member_key
 from examples import similarity
 from tests.conftest import Processes
 
@@ -162,8 +165,8 @@ async def test_a_compute_group_goes_only_to_a_node_that_offers_a_gpu(router: str
         assert without.supervisors == {}
         assert without.skipped == ["gpu/OnGpu"]
         await client.wait_for_group("gpu", "OnGpu", timeout=5)
-        members = await client.live_tokens("@edabus/member/gpu/OnGpu/*")
-        assert members == [f"@edabus/member/gpu/OnGpu/{bus_gpu.node_id}"]
+        members = await client.live_tokens("@edabus/member/gpu/OnGpu/**")
+        assert members == [f"@edabus/member/gpu/OnGpu/{bus_gpu.node_id}/gpus/1"]
 
 
 async def test_without_a_gpu_node_a_compute_request_fails_fast() -> None:
@@ -196,3 +199,65 @@ async def test_a_failing_gpu_falls_back_to_the_cpu_after_the_bound() -> None:
             stats = node.supervisor("OnGpu").statistics()
     assert stats.escalations == 0
     assert [e["event"] for e in logs if e["event"] == "group.cpu_fallback"] == ["group.cpu_fallback"]
+
+
+class Lane(edabus.ComputeWorker):
+    """A keyed compute worker that says which node and device it ran on."""
+
+    def __init__(self, lane: str) -> None:
+        self.lane = lane
+
+    @edabus.handler
+    async def job(self, job: Job) -> str:
+        return f"{self.context.node_id}:{self.device}"
+
+
+async def owners_become(membership: Membership, owners: tuple[str, ...]) -> None:
+    """Wait (5 s at most) until ``membership``'s key owners are ``owners``."""
+    with anyio.fail_after(5):
+        while membership.owners != owners:
+            changed = anyio.Event()
+            membership.on_change(changed.set)
+            await changed.wait()
+
+
+async def test_with_allow_cpu_the_keys_go_to_the_gpu_node_while_there_is_one(router: str) -> None:
+    """Both nodes host the group; the GPU label in the tokens sends every key to the GPU node."""
+    app = edabus.App("lanes")
+    app.keyed(Lane, key="lane", allow_cpu=True)
+    async with (
+        edabus.connect(router) as bus_cpu,
+        edabus.connect(router) as client,
+        edabus.Node(bus_cpu, [app], gpus=[]) as cpu_node,
+    ):
+        async with edabus.connect(router) as bus_gpu, edabus.Node(bus_gpu, [app], gpus=[0, 1]):
+            membership = next(iter(cpu_node.memberships.values()))
+            await owners_become(membership, (bus_gpu.node_id,))
+            served = {await client.request(Job(lane=f"l{i}", n=i), reply_type=str) for i in range(20)}
+            assert {s.split(":")[0] for s in served} == {bus_gpu.node_id}
+            assert {s.split(":")[1] for s in served} == {"0", "1"}  # spread over the node's GPUs
+        # The GPU node left: the CPU node takes the keys on numpy.
+        await owners_become(membership, (bus_cpu.node_id,))
+        assert await client.request(Job(lane="l0", n=0), reply_type=str) == f"{bus_cpu.node_id}:0"
+
+
+def test_placement_weighs_members_by_their_gpus() -> None:
+    """A member with 3 GPUs owns about three times the keys of one with 1; CPU members none."""
+    membership = Membership("a", "g", "cpu", gpus=0, prefer_gpus=True)
+    membership.update(joined={"one": 1, "three": 3})
+    owners = Counter(membership.owner(f"k{i}") for i in range(8000))
+    assert owners["cpu"] == 0
+    assert 0.7 < owners["three"] / 8000 < 0.8
+    plain = Membership("a", "g", "cpu", gpus=0)
+    plain.update(joined={"one": 1, "three": 3})
+    shares = Counter(plain.owner(f"k{i}") for i in range(9000))
+    assert all(2700 < shares[m] < 3300 for m in ("cpu", "one", "three"))
+
+
+def test_member_tokens_carry_the_gpu_count() -> None:
+    """The token key names app, group, node and GPU count; anything else is not a member token."""
+    key = member_key("bank", "Account", "n1", 2)
+    assert key == "@edabus/member/bank/Account/n1/gpus/2"
+    assert parse_member_key(key) == ("bank", "Account", "n1", 2)
+    assert parse_member_key("@edabus/member/bank/Account/n1") is None
+    assert parse_member_key("@edabus/member/bank/Account/n1/gpus/x") is None

@@ -81,7 +81,7 @@ class NodeProcess:
         deadline = time.monotonic() + WAIT_S
         with zenoh.open(client_config(via or self.endpoint)) as session:
             tokens = session.liveliness().declare_subscriber(
-                f"@edabus/member/{app}/*/{self.node_id or '*'}", on_token, history=True
+                f"@edabus/member/{app}/*/{self.node_id or '*'}/gpus/*", on_token, history=True
             )
             try:
                 while not live.wait(0.1):
