@@ -16,15 +16,24 @@ from ._exceptions import (
     MailboxFull,
     NoRouteError,
     NotAttachedError,
+    OutOfOrder,
     RemoteError,
     RequestTimeout,
+    StaleStateError,
+    StateError,
+    StateStoreError,
+    StateTooLarge,
     Undeliverable,
+    Undelivered,
 )
 from ._keys import KeyTemplate
 from ._message import Message
 from ._node import Node
 from ._policy import RestartPolicy
+from ._postgres import PostgresStore
+from ._sqlite import SQLiteStore
 from ._statistics import SupervisorStatistics
+from ._store import MemoryStore, StateStore, Stored
 from ._timers import Timer
 from ._wire import DeadLetter, Escalation, Meta
 
@@ -48,18 +57,29 @@ __all__ = [
     "KeyTemplateError",
     "KeyValueError",
     "MailboxFull",
+    "MemoryStore",
     "Message",
     "Meta",
     "NoRouteError",
     "Node",
     "NotAttachedError",
+    "OutOfOrder",
+    "PostgresStore",
     "RemoteError",
     "RequestTimeout",
     "RestartPolicy",
+    "SQLiteStore",
+    "StaleStateError",
+    "StateError",
+    "StateStore",
+    "StateStoreError",
+    "StateTooLarge",
+    "Stored",
     "Subscription",
     "SupervisorStatistics",
     "Timer",
     "Undeliverable",
+    "Undelivered",
     "connect",
     "handler",
 ]

@@ -19,12 +19,14 @@ from ._actor import Actor, handlers_of
 from ._exceptions import DefinitionError, KeyValueError
 from ._keyed import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_ACTORS, KeyedSupervisor, SingletonSupervisor
 from ._keys import check_key_value
+from ._persistence import DEFAULT_MAX_STATE_SIZE, Durability, state_type_of
 from ._policy import RestartPolicy
 from ._pool import PoolSupervisor
 from ._supervisor import DEFAULT_MAILBOX_SIZE, Overflow, Supervisor
 
 if TYPE_CHECKING:
     from ._bus import Bus
+    from ._store import StateStore
 
 __all__ = ["App", "GroupSpec"]
 
@@ -46,6 +48,9 @@ class GroupSpec:
     max_actors: int = DEFAULT_MAX_ACTORS
     allow_cpu: bool = False
     cpu_fallback: bool = False
+    store: StateStore | None = None
+    save_every: int = 1
+    max_state_size: int = DEFAULT_MAX_STATE_SIZE
 
     @property
     def needs_gpu(self) -> bool:
@@ -56,7 +61,36 @@ class GroupSpec:
         """A fresh supervisor for this group, for one node."""
         supervisor = self._build()
         supervisor.cpu_fallback = self.cpu_fallback
+        supervisor.durability = self._durability(supervisor)
         return supervisor
+
+    def _durability(self, supervisor: Supervisor) -> Durability | None:
+        """Persistent state and reliable delivery for the group, as its actor class asks."""
+        state_type = state_type_of(self.actor_cls)
+        reliable = any(t.__edabus_reliable__ for t in supervisor.handlers)
+        if state_type is None and not reliable:
+            return None
+        where = f"{self.kind} group {self.app}/{self.name}"
+        if state_type is not None and self.kind == "pool":
+            msg = f"{where}: {self.actor_cls.__name__} declares persistent state, which needs keyed or singleton"
+            raise DefinitionError(msg)
+        if state_type is not None and self.store is None:
+            msg = (
+                f"{where}: {self.actor_cls.__name__} declares persistent state ({state_type.__name__}) "
+                "but the group has no store=: pass edabus.SQLiteStore(path), or edabus.MemoryStore() in tests"
+            )
+            raise DefinitionError(msg)
+        if self.save_every < 1 or self.max_state_size < 1:
+            msg = f"{where}: save_every and max_state_size must be at least 1"
+            raise DefinitionError(msg)
+        return Durability(
+            f"{self.app}/{self.name}",
+            store=self.store if state_type is not None else None,
+            state_type=state_type,
+            max_state_size=self.max_state_size,
+            save_every=self.save_every,
+            ordered=self.kind != "pool",
+        )
 
     def _build(self) -> Supervisor:
         common = {"mailbox_size": self.mailbox_size, "overflow": self.overflow, "restart": self.restart}
@@ -83,10 +117,18 @@ def _check_name(what: str, name: str) -> str:
 
 
 class App:
-    """A named group of supervisors: ``app.keyed(...)``, ``app.pool(...)``, ``app.singleton(...)``."""
+    """A named group of supervisors: ``app.keyed(...)``, ``app.pool(...)``, ``app.singleton(...)``.
 
-    def __init__(self, name: str) -> None:
+    Args:
+        name: the app's name, a key chunk.
+        store: where the groups keep their actors' persistent state, unless a group
+            names its own (`SQLiteStore`, `PostgresStore`, `MemoryStore`).
+
+    """
+
+    def __init__(self, name: str, *, store: StateStore | None = None) -> None:
         self.name = _check_name("app name", name)
+        self.store = store
         self._groups: dict[str, GroupSpec] = {}
 
     def __repr__(self) -> str:
@@ -110,6 +152,9 @@ class App:
         max_actors: int = DEFAULT_MAX_ACTORS,
         allow_cpu: bool = False,
         cpu_fallback: bool = False,
+        store: StateStore | None = None,
+        save_every: int = 1,
+        max_state_size: int = DEFAULT_MAX_STATE_SIZE,
     ) -> GroupSpec:
         """One ``actor_cls(key_value)`` per value of the message field ``key``, spawned on demand.
 
@@ -125,6 +170,11 @@ class App:
             max_actors: live actors at most; the least recently used idle one makes room.
             allow_cpu: for a `ComputeWorker`, let nodes without a GPU host the group.
             cpu_fallback: for a `ComputeWorker`, move to numpy instead of escalating.
+            store: where the actors' persistent ``state`` is kept (default: the app's).
+            save_every: changed messages an actor may handle before its state is saved;
+                it is saved sooner whenever its mailbox runs empty (docs/durability.md).
+            max_state_size: the largest encoded state, in bytes; a larger one is refused
+                (`StateTooLarge`), never truncated.
 
         """
         return self._add(
@@ -141,6 +191,9 @@ class App:
                 max_actors=max_actors,
                 allow_cpu=allow_cpu,
                 cpu_fallback=cpu_fallback,
+                store=store or self.store,
+                save_every=save_every,
+                max_state_size=max_state_size,
             )
         )
 
@@ -154,6 +207,9 @@ class App:
         restart: RestartPolicy | None = None,
         allow_cpu: bool = False,
         cpu_fallback: bool = False,
+        store: StateStore | None = None,
+        save_every: int = 1,
+        max_state_size: int = DEFAULT_MAX_STATE_SIZE,
     ) -> GroupSpec:
         """Exactly one ``actor_cls()``, spawned on the first message; options as for `keyed`."""
         return self._add(
@@ -167,6 +223,9 @@ class App:
                 restart=restart,
                 allow_cpu=allow_cpu,
                 cpu_fallback=cpu_fallback,
+                store=store or self.store,
+                save_every=save_every,
+                max_state_size=max_state_size,
             )
         )
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar, overload
 
 import anyio
 import msgspec
@@ -23,10 +23,14 @@ import zenoh
 
 from ._bridge import Inbox
 from ._config import make_config
-from ._exceptions import BusClosedError, NoRouteError, RequestTimeout
+from ._exceptions import BusClosedError, NoRouteError, RequestTimeout, Undelivered
 from ._message import Message, decode_message, encode, message_type
+from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
 from ._replies import Replies, is_decisive, settle
 from ._wire import PREFIX, Meta, decode_meta, encode_meta, member_key
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
 
 __all__ = ["Bus", "Envelope", "Subscription", "connect"]
 
@@ -115,10 +119,22 @@ class Bus:
     control BLOCK: a slow receiver slows the publisher; nothing is dropped silently.
     """
 
-    def __init__(self, session: zenoh.Session, *, node_id: str, drain_timeout: float) -> None:
+    def __init__(
+        self,
+        session: zenoh.Session,
+        *,
+        node_id: str,
+        drain_timeout: float,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+        max_unacked: int = DEFAULT_MAX_UNACKED,
+    ) -> None:
         self.session = session
         self.node_id = node_id
         self.drain_timeout = drain_timeout
+        self.ack_timeout = ack_timeout
+        self.max_unacked = max_unacked
+        self.tg: TaskGroup | None = None  # set by connect(): where the bus's own tasks run
+        self._outbox: Outbox | None = None
         self._ids = itertools.count(1)
         self._closed = False
         self._published = False
@@ -143,7 +159,17 @@ class Bus:
         return Meta(type=type_name, id=next(self._ids), sender=self.node_id, trace=trace, sent=time.time())
 
     async def publish(self, msg: Message, *, key: str | None = None, trace: str = "") -> None:
-        """Publish a message on its key (or on ``key``), fire and forget."""
+        """Publish a message on its key (or on ``key``).
+
+        At most once by default (fire and forget). A ``reliable=True`` message type is
+        delivered at least once: the bus keeps it until its owner acknowledges it and
+        resends it after a failover or timeout (waiting here while ``max_unacked``
+        are unacknowledged); see `wait_delivered`.
+        """
+        if type(msg).__edabus_reliable__:
+            self._check_open()
+            await self.outbox.send(key if key is not None else msg.key(), encode(msg), type(msg).__edabus_type__, trace)
+            return
         await self.publish_raw(
             key if key is not None else msg.key(),
             encode(msg),
@@ -166,6 +192,30 @@ class Bus:
             if backpressure:
                 for inbox in pressured:
                     await inbox.wait_room()
+
+    @property
+    def outbox(self) -> Outbox:
+        """The reliable messages not acknowledged yet (made on first use)."""
+        if self._outbox is None:
+            if self.tg is None:
+                msg = "reliable messages need a bus opened with edabus.connect()"
+                raise BusClosedError(msg)
+            self._outbox = Outbox(self, self.tg, ack_timeout=self.ack_timeout, max_unacked=self.max_unacked)
+        return self._outbox
+
+    async def wait_delivered(self, timeout: float = 30.0) -> None:
+        """Wait until every reliable message this bus sent was acknowledged by its owner.
+
+        Raises:
+            Undelivered: some were not, within ``timeout`` seconds (they are still kept).
+
+        """
+        if self._outbox is not None:
+            await self._outbox.wait_delivered(timeout)
+
+    def note_published(self) -> None:
+        """Something left this bus that a close must drain."""
+        self._published = True
 
     def note_pressure(self, inbox: Inbox[Any]) -> None:
         """A local put filled ``inbox`` (called by the inbox, on the loop thread)."""
@@ -329,6 +379,12 @@ class Bus:
         if self._closed:
             return
         try:
+            if self._outbox is not None and self._outbox.unacked and self.drain_timeout > 0:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._outbox.wait_delivered(self.drain_timeout)
+                    except Undelivered as exc:
+                        log.warning("bus.undelivered", node=self.node_id, error=str(exc))
             if self._published and self.drain_timeout > 0:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self.drain_timeout + 1.0):
                     if not await self.drain():
@@ -350,6 +406,8 @@ async def connect(
     mode: str | None = None,
     node_id: str | None = None,
     drain_timeout: float = 10.0,
+    ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+    max_unacked: int = DEFAULT_MAX_UNACKED,
 ) -> AsyncIterator[Bus]:
     """Open a bus; with no arguments, the embedded default (a peer that needs no router).
 
@@ -359,7 +417,11 @@ async def connect(
         config: a Zenoh json5 config file, read first (multicast scouting is forced off).
         mode: ``"peer"``, ``"client"`` or ``"router"``, overriding the default.
         node_id: this bus's id on the wire (default: random).
-        drain_timeout: how long closing waits for nodes to take in what was published.
+        drain_timeout: how long closing waits for nodes to take in what was published
+            (and for owners to acknowledge reliable messages).
+        ack_timeout: how long a reliable message waits for its owner's acknowledgement
+            before it is sent again.
+        max_unacked: reliable messages kept unacknowledged before `Bus.publish` waits.
 
     """
     try:
@@ -367,12 +429,24 @@ async def connect(
     except zenoh.ZError as exc:
         msg = f"cannot open a Zenoh session ({exc})"
         raise BusClosedError(msg) from exc
-    bus = Bus(session, node_id=node_id or uuid.uuid4().hex[:12], drain_timeout=drain_timeout)
+    bus = Bus(
+        session,
+        node_id=node_id or uuid.uuid4().hex[:12],
+        drain_timeout=drain_timeout,
+        ack_timeout=ack_timeout,
+        max_unacked=max_unacked,
+    )
     try:
-        # Learn the live groups before the first publish: a group's token is declared after
-        # its subscribers, and the reply comes after their declarations on the same link.
-        await bus.live_tokens(f"{PREFIX}/member/**")
-        log.debug("bus.opened", node=bus.node_id, mode=mode)
-        yield bus
+        async with anyio.create_task_group() as tg:
+            bus.tg = tg
+            # Learn the live groups before the first publish: a group's token is declared after
+            # its subscribers, and the reply comes after their declarations on the same link.
+            await bus.live_tokens(f"{PREFIX}/member/**")
+            log.debug("bus.opened", node=bus.node_id, mode=mode)
+            try:
+                yield bus
+            finally:
+                await bus.aclose()
+                tg.cancel_scope.cancel()
     finally:
         await bus.aclose()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,6 +44,15 @@ class Cell:
     restarts: RestartWindow | None = None
     timers: Timers | None = None
     before: Callable[[], None] | None = None  # run before each handler call (a GPU worker's device)
+    # Persistent state (see `_persistence`): the stored version and bytes, the duplicate
+    # window, the encoded state not yet saved, and the replies that wait for that save.
+    version: int = 0
+    saved: bytes | None = None
+    seen: dict[str, int] | None = None
+    seen_changed: bool = False
+    pending: bytes | None = None
+    unsaved: int = 0
+    deferred: list[tuple[zenoh.Query, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -12,6 +12,12 @@ Every error edabus raises derives from `EdabusError`::
     ├── NoRouteError                no live group serves a request's key
     ├── RequestTimeout              no reply came before the deadline
     ├── RemoteError                 the handler that served a request raised
+    ├── StateError                  an actor's persistent state could not be kept
+    │   ├── StaleStateError         another activation wrote the state meanwhile (the writer stops)
+    │   ├── StateTooLarge           the encoded state is over the group's max_state_size
+    │   └── StateStoreError         the store failed (unreachable, broken)
+    ├── OutOfOrder                  a reliable message arrived ahead of one it follows (resent)
+    ├── Undelivered                 reliable messages no owner acknowledged in time
     └── Undeliverable               a message no actor will handle (it is dead-lettered)
         ├── MailboxFull             dropped by a drop_newest / drop_oldest overflow policy
         ├── ActorStopped            its actor stopped (a "stop" directive, or the node stopped)
@@ -32,9 +38,15 @@ __all__ = [
     "MailboxFull",
     "NoRouteError",
     "NotAttachedError",
+    "OutOfOrder",
     "RemoteError",
     "RequestTimeout",
+    "StaleStateError",
+    "StateError",
+    "StateStoreError",
+    "StateTooLarge",
     "Undeliverable",
+    "Undelivered",
 ]
 
 
@@ -105,3 +117,27 @@ class ActorStopped(Undeliverable):
 
 class ActorEscalated(Undeliverable):
     """The actor (keyed: its key; pool and singleton: the group) exhausted its restarts."""
+
+
+class StateError(EdabusError):
+    """An actor's persistent state could not be loaded or saved."""
+
+
+class StaleStateError(StateError):
+    """A state write found the row at another version: another activation wrote it meanwhile."""
+
+
+class StateTooLarge(StateError, ValueError):
+    """An actor's encoded state is larger than its group's ``max_state_size``; it was not saved."""
+
+
+class StateStoreError(StateError):
+    """The state store failed (unreachable, or a database error); nothing was saved."""
+
+
+class OutOfOrder(EdabusError):
+    """A reliable message arrived ahead of an earlier one of its sender and key; it was not handled."""
+
+
+class Undelivered(EdabusError):
+    """Reliable messages that no owner acknowledged before the bus closed (or a wait timed out)."""

@@ -104,6 +104,9 @@ class KeyedSupervisor(Supervisor):
     def _cell_placement_key(self, cell: Cell) -> str:
         return str(cell.key)
 
+    def state_key(self, cell: Cell) -> str:
+        return self._cell_placement_key(cell)
+
     def rebalance(self) -> None:
         membership = self.membership
         if membership is None or self._tg is None:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import msgspec
 
 from ._array import dec_hook, enc_hook, ext_hook
-from ._exceptions import DecodeError, KeyTemplateError
+from ._exceptions import DecodeError, DefinitionError, KeyTemplateError
 from ._keys import KeyTemplate
 
 __all__ = ["Message", "decode_message", "encode", "find_types_for_key", "message_type"]
@@ -32,7 +32,7 @@ _EMPTY_MAP = b"\x80"
 
 
 class _MessageMeta(msgspec.StructMeta):
-    """Takes the ``key=`` and ``type_name=`` class keywords off before msgspec sees them."""
+    """Takes the ``key=``, ``type_name=`` and ``reliable=`` class keywords off before msgspec sees them."""
 
     def __new__(  # noqa: PYI034 - a metaclass returns the new class, not Self
         mcls,
@@ -42,6 +42,7 @@ class _MessageMeta(msgspec.StructMeta):
         *,
         key: str | None = None,
         type_name: str | None = None,
+        reliable: bool | None = None,
         **kwargs: Any,
     ) -> _MessageMeta:
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
@@ -68,6 +69,11 @@ class _MessageMeta(msgspec.StructMeta):
             template = getattr(cls, "__edabus_key__", None)
         cls.__edabus_key__ = template  # type: ignore[attr-defined]
         cls.__edabus_type__ = type_name or name  # type: ignore[attr-defined]
+        if reliable is not None:
+            if reliable and template is None:
+                msg = f"message {name}: reliable=True needs a key= (it is delivered to an owner that acknowledges it)"
+                raise DefinitionError(msg)
+            cls.__edabus_reliable__ = reliable  # type: ignore[attr-defined]
         _registry[cls.__edabus_type__] = cls  # type: ignore[attr-defined,assignment]
         return cls
 
@@ -90,10 +96,14 @@ class Message(msgspec.Struct, metaclass=_MessageMeta):
         key: the key template, e.g. ``"bank/account/{account}/deposit"``.
             Leave it out for replies and for events published with an explicit key.
         type_name: the type name sent in the attachment (default: the class name).
+        reliable: deliver at least once: the sender keeps each message until its
+            owner acknowledges it (handled, state saved) and resends after a failover
+            or timeout; the owner drops duplicates (docs/durability.md).
     """
 
     __edabus_key__: ClassVar[KeyTemplate | None]
     __edabus_type__: ClassVar[str]
+    __edabus_reliable__: ClassVar[bool] = False
 
     def key(self) -> str:
         """The concrete key this message is published on."""

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from ._app import App
     from ._bus import Bus
+    from ._store import StateStore
     from ._supervisor import Supervisor
 
 __all__ = ["Node"]
@@ -122,6 +123,7 @@ class Node:
         self._tg: TaskGroup | None = None
         self._declared: list[Any] = []
         self._tokens: list[zenoh.LivelinessToken] = []
+        self._opened: list[StateStore] = []
 
     @property
     def node_id(self) -> str:
@@ -161,6 +163,9 @@ class Node:
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
+            for store in self._stores():
+                await store.open()
+                self._opened.append(store)
             self._control = Inbox(4096, name="control")
             for sup in self.supervisors.values():
                 membership = self.memberships[sup] = Membership(
@@ -189,11 +194,30 @@ class Node:
             self._withdraw()
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
+            with anyio.CancelScope(shield=True):
+                await self._close_stores()
             raise
         if self.skipped:
             log.warning("node.groups_skipped", node=self.node_id, groups=self.skipped, reason="they need a GPU")
         log.info("node.started", node=self.node_id, groups=[f"{a}/{g}" for a, g in self.supervisors], gpus=self.gpus)
         return self
+
+    def _stores(self) -> list[StateStore]:
+        """The state stores of the hosted groups, each once."""
+        stores: list[StateStore] = []
+        for sup in self.supervisors.values():
+            store = sup.durability.store if sup.durability is not None else None
+            if store is not None and all(store is not known for known in stores):
+                stores.append(store)
+        return stores
+
+    async def _close_stores(self) -> None:
+        opened, self._opened = self._opened, []
+        for store in opened:
+            try:
+                await store.close()
+            except Exception:
+                log.exception("node.store_close_failed", store=repr(store))
 
     def _declare_routes(self) -> None:
         """One subscriber and one queryable per handled type, all pushing into the group's inbox.
@@ -376,7 +400,8 @@ class Node:
                     for _, envelope, query in inbox.drain():  # arrivals no dispatcher reached
                         sup.reject_arrival(envelope, query, ActorStopped(f"node {self.node_id} stopped"))
                 for sup in self.supervisors.values():
-                    await sup.stop()
+                    await sup.stop()  # saves what is not saved yet
+                await self._close_stores()
             self.bus.hosting = False
             log.info("node.stopped", node=self.node_id)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import structlog
@@ -21,7 +21,7 @@ from ._actor import Actor, ActorContext, call_handler, call_hook, handlers_of
 from ._batching import one_reply_per_message
 from ._bus import Envelope
 from ._cell import Cell, Counters, Work
-from ._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionError, MailboxFull
+from ._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionError, MailboxFull, StateError
 from ._letters import publish_dead_letter, publish_escalation
 from ._mailbox import Mailbox
 from ._message import Message, decode_message
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from ._bus import Bus
     from ._membership import Membership
+    from ._persistence import Durability
 
 __all__ = ["Overflow", "Supervisor"]
 
@@ -95,6 +96,7 @@ class Supervisor:
         self.cpu_fallback = False  # compute groups: go to numpy instead of escalating
         self.on_cpu = False
         self.gpus: list[int] = []  # set by the node: the GPUs its compute workers are spread over
+        self.durability: Durability | None = None  # persistent state / reliable messages (GroupSpec)
         self._spawned = 0
         self._bus: Bus | None = None
         self._tg: TaskGroup | None = None
@@ -225,6 +227,8 @@ class Supervisor:
             instance._edabus_context = ActorContext(  # noqa: SLF001 - the supervisor owns the context
                 bus=self._bus, app=self.app, group=self.name, key=cell.key, node_id=self._node_id, timers=cell.timers
             )
+            if self.durability is not None:
+                await self.durability.load(cell, instance, self.state_key(cell))
             await call_hook(instance.on_start)
             cell.before = instance.activate if getattr(instance, "on_gpu", False) else None  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - a failing constructor fails its messages only
@@ -235,8 +239,14 @@ class Supervisor:
         self._log.info("actor.spawned", key=cell.key)
         return True
 
-    async def stop_instance(self, cell: Cell, event: str = "actor.stopped", **fields: object) -> None:
-        """Cancel the cell's timers and run ``on_stop`` (bounded); the cell keeps its mailbox."""
+    async def stop_instance(
+        self, cell: Cell, event: str = "actor.stopped", *, save: bool = True, **fields: object
+    ) -> None:
+        """Cancel the cell's timers and run ``on_stop`` (bounded); the cell keeps its mailbox.
+
+        With ``save``, state changes not saved yet are saved; without (after a failure),
+        they are dropped and the replies that waited on them get a `StateError`.
+        """
         instance, cell.instance = cell.instance, None
         if cell.timers is not None:
             cell.timers.cancel_all()
@@ -247,6 +257,12 @@ class Supervisor:
                 await call_hook(instance.on_stop)
         except Exception:  # noqa: BLE001 - a broken hook must not stop the others
             self._log.exception("actor.on_stop_failed", key=cell.key)
+        durability = self.durability
+        if durability is not None:
+            with anyio.CancelScope(shield=True):
+                if save and durability.needs_save(cell, instance):
+                    await durability.save(cell, self.state_key(cell))
+                durability.answer(cell, StateError(f"{self.actor_cls.__name__}({cell.key!r}) stopped before saving"))
         self._log.info(event, key=cell.key, **fields)
 
     def close_cell(self, cell: Cell, exc: Exception) -> None:
@@ -262,8 +278,14 @@ class Supervisor:
             cell.restarts = RestartWindow(self.policy)
         return cell.restarts
 
+    def state_key(self, cell: Cell) -> str:
+        """The key the cell's state is stored under."""
+        return str(cell.key)
+
     async def handle(self, cell: Cell, work: Work) -> bool:
         """Run one message on the cell's actor; False when the cell takes no more messages."""
+        if self.durability is not None:
+            return await self._handle_durably(cell, [work])
         instance = cell.instance
         assert instance is not None  # noqa: S101 - started before any message is handled
         started = time.perf_counter()
@@ -287,29 +309,77 @@ class Supervisor:
 
     async def handle_batch(self, cell: Cell, works: list[Work]) -> bool:
         """Run a batch handler on several messages at once; each request gets its own reply."""
+        if self.durability is not None:
+            return await self._handle_durably(cell, works)
         instance = cell.instance
         assert instance is not None  # noqa: S101 - started before any message is handled
-        started = time.perf_counter()
+        results = await self._call(cell, instance, works)
         try:
-            if cell.before is not None:
-                cell.before()
-            results = one_reply_per_message(
-                await call_handler(works[0].spec, instance, [w.msg for w in works]),  # type: ignore[arg-type]
-                len(works),
-            )
-        except Exception as exc:  # noqa: BLE001 - a failing handler meets the policy, not the node
-            return await self._failed(cell, instance, works, exc)
-        else:
-            self._counters.handled += len(works)
+            if isinstance(results, Exception):
+                return await self._failed(cell, instance, works, results)
             for work, result in zip(works, results, strict=True):
                 if work.query is not None:
                     reply(work.query, result)
             return True
         finally:
-            self._counters.handler_seconds += time.perf_counter() - started
             for work in works:
                 if work.query is not None:
                     work.query.drop()
+
+    async def _call(self, cell: Cell, instance: Actor, works: list[Work]) -> list[Any] | Exception:
+        """Call the handler of ``works`` (a batch handler with all of them): its replies, or its error."""
+        started = time.perf_counter()
+        spec = works[0].spec
+        try:
+            if cell.before is not None:
+                cell.before()
+            if spec.batch:
+                replies = await call_handler(spec, instance, [w.msg for w in works])  # type: ignore[arg-type]
+                results = one_reply_per_message(replies, len(works))
+            else:
+                results = [await call_handler(spec, instance, works[0].msg)]
+        except Exception as exc:  # noqa: BLE001 - a failing handler meets the policy, not the node
+            return exc
+        else:
+            self._counters.handled += len(works)
+            return results
+        finally:
+            self._counters.handler_seconds += time.perf_counter() - started
+
+    async def _handle_durably(self, cell: Cell, works: list[Work]) -> bool:
+        """`handle` for persistent actors and reliable messages: drop duplicates, save, then reply."""
+        durability = self.durability
+        instance = cell.instance
+        assert durability is not None  # noqa: S101 - only called when the group has one
+        assert instance is not None  # noqa: S101 - started before any message is handled
+        todo = durability.admit(cell, works)
+        if todo:
+            results = await self._call(cell, instance, todo)
+            if isinstance(results, Exception):
+                going_on = await self._failed(cell, instance, todo, results)
+                for work in todo:
+                    if work.query is not None:
+                        work.query.drop()
+                return going_on and await self._save_state(cell, instance)
+            for work, result in zip(todo, results, strict=True):
+                durability.defer(cell, work, result)
+        return await self._save_state(cell, instance)
+
+    async def _save_state(self, cell: Cell, instance: Actor) -> bool:
+        """Save when due and answer what waited; a failed save stops the instance (reloaded next time)."""
+        durability = self.durability
+        assert durability is not None  # noqa: S101
+        if not durability.needs_save(cell, instance):
+            durability.answer(cell, None)  # nothing unsaved: the replies can go now
+            return True
+        if not durability.due(cell):
+            return True
+        error = await durability.save(cell, self.state_key(cell))
+        if error is None:
+            return True
+        self._log.warning("actor.state_not_saved", key=cell.key, error=repr(error), version=cell.version)
+        await self.stop_instance(cell, "actor.stopped", save=False, reason=type(error).__name__)
+        return False
 
     async def _failed(self, cell: Cell, instance: Actor, works: Sequence[Work], exc: Exception) -> bool:
         self._counters.failed += len(works)
@@ -330,12 +400,12 @@ class Supervisor:
         for work in works:
             if work.query is not None:
                 reply_error(work.query, exc)
-            else:
+            if work.query is None or work.spec.message_type.__edabus_reliable__:  # a requester has its error
                 self.dead_letter(work.envelope, exc)
         if directive == "resume":
             return True
         if directive == "stop":
-            await self.stop_instance(cell)
+            await self.stop_instance(cell, save=False)
             self.close_cell(cell, ActorStopped(f"{self.actor_cls.__name__}({cell.key!r}) stopped after {exc!r}"))
             await self._after_stop(cell)
             return False
@@ -351,7 +421,7 @@ class Supervisor:
             return False
         delay = self.policy.delay_for(attempt)
         self._counters.restarts += 1
-        await self.stop_instance(cell, "actor.restarting", attempt=attempt, backoff=round(delay, 6))
+        await self.stop_instance(cell, "actor.restarting", save=False, attempt=attempt, backoff=round(delay, 6))
         await self.policy.sleep(delay)
         if not await self.start_instance(cell):
             await self._after_stop(cell)
@@ -370,7 +440,7 @@ class Supervisor:
         self._counters.escalations += 1
         restarts = self.policy.max_restarts
         self._log.error("actor.escalated", key=cell.key, error=repr(exc), restarts=restarts)
-        await self.stop_instance(cell)
+        await self.stop_instance(cell, save=False)
         self._close_escalated(cell, ActorEscalated(f"{self.actor_cls.__name__}({cell.key!r}) escalated after {exc!r}"))
         if self._bus is not None and not self._bus.closed:
             key = "" if cell.key is None or self.kind != "keyed" else str(cell.key)

@@ -42,6 +42,9 @@ class Meta(msgspec.Struct, omit_defaults=True):
 
     Every field is optional; a sender that is not edabus may omit the attachment.
     ``id`` is unique per ``sender`` (a counter), so ``(sender, id)`` names a message.
+    ``seq`` and ``base`` are set on reliable messages only: ``seq`` counts the
+    sender's reliable messages per key from 1, and ``base`` is the lowest ``seq`` the
+    sender has not yet seen acknowledged on that key (docs/durability.md).
     """
 
     type: str = ""
@@ -49,6 +52,8 @@ class Meta(msgspec.Struct, omit_defaults=True):
     sender: str = ""
     trace: str = ""
     sent: float = 0.0
+    seq: int = 0
+    base: int = 0
 
 
 class ErrorReply(msgspec.Struct):

@@ -142,3 +142,12 @@ async def eventually(predicate: Callable[[], bool], *, timeout: float = 10.0) ->
     with anyio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110 - polling a condition with a deadline, not a settle
             await anyio.sleep(0.005)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A throwaway PostgreSQL server shared by the whole run; its DSN (tests skip where none can start)."""
+    from tests.postgres import postgres_server  # noqa: PLC0415 - tests.postgres imports this module
+
+    with postgres_server() as dsn:
+        yield dsn

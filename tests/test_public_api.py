@@ -24,18 +24,29 @@ EXPECTED = [
     "KeyTemplateError",
     "KeyValueError",
     "MailboxFull",
+    "MemoryStore",
     "Message",
     "Meta",
     "NoRouteError",
     "Node",
     "NotAttachedError",
+    "OutOfOrder",
+    "PostgresStore",
     "RemoteError",
     "RequestTimeout",
     "RestartPolicy",
+    "SQLiteStore",
+    "StaleStateError",
+    "StateError",
+    "StateStore",
+    "StateStoreError",
+    "StateTooLarge",
+    "Stored",
     "Subscription",
     "SupervisorStatistics",
     "Timer",
     "Undeliverable",
+    "Undelivered",
     "connect",
     "handler",
 ]
@@ -51,6 +62,6 @@ def test_public_api_is_pinned() -> None:
 
 def test_every_error_derives_from_edabus_error() -> None:
     """One exception tree: every public error is an EdabusError."""
-    errors = [getattr(edabus, n) for n in EXPECTED if n.endswith(("Error", "Timeout"))]
+    errors = [getattr(edabus, n) for n in EXPECTED if n.endswith(("Error", "Timeout", "Large", "Order", "delivered"))]
     assert errors
     assert all(issubclass(e, edabus.EdabusError) for e in errors)
