@@ -16,6 +16,9 @@ dead-lettered by its owner); it is not sent again.
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -95,6 +98,10 @@ class Outbox:
         self.failed = 0
         self._room: anyio.Event | None = None
         self._empty: anyio.Event | None = None
+        self._retries: list[tuple[float, int, _Lane]] = []  # a heap of (due, order, lane)
+        self._order = itertools.count()
+        self._retry_added = anyio.Event()
+        tg.start_soon(self._resend_when_due)
 
     async def send(self, key: str, payload: bytes, type_name: str, trace: str) -> None:
         """Keep the message and send it; waits while ``max_unacked`` messages are unacknowledged."""
@@ -194,7 +201,8 @@ class Outbox:
             if not lane.retrying:
                 lane.retrying = True
                 log.debug("reliable.retrying", key=lane.key, seq=seq, reason=error, backoff=lane.backoff)
-                self._tg.start_soon(self._resend, lane)
+                heapq.heappush(self._retries, (time.monotonic() + lane.backoff, next(self._order), lane))
+                self._retry_added.set()
             return
         del lane.pending[seq]
         self.unacked -= 1
@@ -211,9 +219,26 @@ class Outbox:
             self._empty.set()
             self._empty = None
 
-    async def _resend(self, lane: _Lane) -> None:
-        """After a backoff, send again everything the lane holds, in order."""
-        await anyio.sleep(lane.backoff)
+    async def _resend_when_due(self) -> None:
+        """The outbox's one task: resend each lane that failed, once its backoff has passed."""
+        retries = self._retries
+        while True:
+            if not retries:
+                self._retry_added = anyio.Event()
+                await self._retry_added.wait()
+                continue
+            due, _, lane = retries[0]
+            wait = due - time.monotonic()
+            if wait > 0:
+                self._retry_added = anyio.Event()
+                with anyio.move_on_after(wait):
+                    await self._retry_added.wait()  # an earlier retry may have been added
+                continue
+            heapq.heappop(retries)
+            self._resend(lane)
+
+    def _resend(self, lane: _Lane) -> None:
+        """Send again everything the lane holds, in order; back off further next time."""
         lane.backoff = min(lane.backoff * 2, _RETRY_MAX_S)
         lane.retrying = False
         for entry in list(lane.pending.values()):
