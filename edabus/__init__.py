@@ -2,7 +2,7 @@
 
 from ._actor import Actor, ActorContext, handler
 from ._app import App, GroupSpec
-from ._bus import Bus, Envelope, Subscription, connect
+from ._bus import Bus, Envelope, connect
 from ._compute import ComputeWorker
 from ._exceptions import (
     ActorEscalated,
@@ -34,6 +34,7 @@ from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
 from ._statistics import SupervisorStatistics
 from ._store import MemoryStore, StateStore, Stored
+from ._subscription import Subscription
 from ._timers import Timer
 from ._wire import DeadLetter, Escalation, Meta
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 import msgspec
@@ -23,16 +23,18 @@ import zenoh
 
 from ._bridge import Inbox
 from ._config import make_config
+from ._envelope import Envelope, envelope_of
 from ._exceptions import BusClosedError, NoRouteError, RequestTimeout, Undelivered
 from ._message import Message, decode_message, encode, message_type
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
 from ._replies import Replies, is_decisive, settle
-from ._wire import PREFIX, Meta, decode_meta, encode_meta, member_key
+from ._subscription import Subscription
+from ._wire import PREFIX, Meta, encode_meta, member_key
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ["Bus", "Envelope", "Subscription", "connect"]
+__all__ = ["Bus", "Envelope", "connect", "envelope_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -40,76 +42,6 @@ _R = TypeVar("_R")
 _BLOCK = zenoh.CongestionControl.BLOCK
 
 DEFAULT_REQUEST_TIMEOUT = 5.0
-
-
-class Envelope(NamedTuple):
-    """A message as it arrived: its key, raw payload and raw attachment."""
-
-    key: str
-    payload: bytes
-    attachment: bytes | None = None
-
-    @property
-    def meta(self) -> Meta:
-        """The metadata in the attachment (decoded on each access; empty if absent or unreadable)."""
-        return decode_meta(self.attachment)
-
-
-def envelope_of(sample: zenoh.Sample) -> Envelope:
-    """Copy what we need out of a Zenoh sample (on Zenoh's thread); metadata is decoded only if read."""
-    attachment = sample.attachment
-    return Envelope(
-        str(sample.key_expr),
-        sample.payload.to_bytes(),
-        attachment.to_bytes() if attachment is not None else None,
-    )
-
-
-class Subscription:
-    """Messages on a key expression, as an async iterator of `Envelope` batches or items."""
-
-    def __init__(self, bus: Bus, key_expr: str, capacity: int) -> None:
-        self.key_expr = key_expr
-        self._bus = bus
-        self._inbox: Inbox[Envelope] = Inbox(capacity)
-        self._pending: list[Envelope] = []
-        callback = zenoh.handlers.Callback(self._on_sample, indirect=False)
-        self._sub: zenoh.Subscriber[None] | None = bus.session.declare_subscriber(key_expr, callback)
-
-    def _on_sample(self, sample: zenoh.Sample) -> None:
-        self._inbox.push(envelope_of(sample))
-
-    async def receive_batch(self) -> list[Envelope]:
-        """The next batch of envelopes; [] once the subscription is closed."""
-        if self._pending:
-            batch, self._pending = self._pending, []
-            return batch
-        return await self._inbox.get_batch()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Envelope:
-        if not self._pending:
-            self._pending = await self._inbox.get_batch()
-            if not self._pending:
-                raise StopAsyncIteration
-            self._pending.reverse()
-        return self._pending.pop()
-
-    def close(self) -> None:
-        """Undeclare the subscriber; iteration ends after what was already queued."""
-        if self._sub is not None:
-            self._sub.undeclare()
-            self._sub = None
-            self._inbox.close()
-            self._bus._subscriptions.discard(self)  # noqa: SLF001 - the bus tracks what it must close
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 class Bus:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ._actor import Actor
     from ._cell import Cell, Work
     from ._store import StateStore
+    from ._supervisor import Supervisor
 
 __all__ = ["DEFAULT_MAX_STATE_SIZE", "SEEN_LIMIT", "Durability", "Verdict", "state_type_of"]
 
@@ -198,6 +199,49 @@ class Durability:
         """Hold a request's reply until the state it follows is saved."""
         if work.query is not None:
             cell.deferred.append((work.query, result))
+
+    # -- handling -----------------------------------------------------------------------------
+
+    async def handle(self, sup: Supervisor, cell: Cell, works: list[Work]) -> bool:
+        """The group's `handle` for these actors: drop duplicates, run, save, then reply.
+
+        False when the cell takes no more messages (a failure stopped it, or a save failed).
+        """
+        instance = cell.instance
+        assert instance is not None  # noqa: S101 - started before any message is handled
+        todo = self.admit(cell, works)
+        if todo:
+            results = await sup.call(cell, instance, todo)
+            if isinstance(results, Exception):
+                going_on = await sup.failed(cell, instance, todo, results)
+                for work in todo:
+                    if work.query is not None:
+                        work.query.drop()
+                return going_on and await self._save_due(sup, cell, instance)
+            for work, result in zip(todo, results, strict=True):
+                self.defer(cell, work, result)
+        return await self._save_due(sup, cell, instance)
+
+    async def _save_due(self, sup: Supervisor, cell: Cell, instance: Actor) -> bool:
+        """Save when due and answer what waited; a failed save stops the instance (reloaded next time)."""
+        if not self.needs_save(cell, instance):
+            self.answer(cell, None)  # nothing unsaved: the replies can go now
+            return True
+        if not self.due(cell):
+            return True
+        error = await self.save(cell, sup.state_key(cell))
+        if error is None:
+            return True
+        log.warning(
+            "actor.state_not_saved",
+            app=sup.app,
+            group=sup.name,
+            key=cell.key,
+            error=repr(error),
+            version=cell.version,
+        )
+        await sup.stop_instance(cell, "actor.stopped", save=False, reason=type(error).__name__)
+        return False
 
     # -- saving -------------------------------------------------------------------------------
 

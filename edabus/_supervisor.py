@@ -285,7 +285,7 @@ class Supervisor:
     async def handle(self, cell: Cell, work: Work) -> bool:
         """Run one message on the cell's actor; False when the cell takes no more messages."""
         if self.durability is not None:
-            return await self._handle_durably(cell, [work])
+            return await self.durability.handle(self, cell, [work])
         instance = cell.instance
         assert instance is not None  # noqa: S101 - started before any message is handled
         started = time.perf_counter()
@@ -296,7 +296,7 @@ class Supervisor:
                 cell.before()
             result = await call_handler(work.spec, instance, work.msg)
         except Exception as exc:  # noqa: BLE001 - a failing handler meets the policy, not the node
-            return await self._failed(cell, instance, (work,), exc)
+            return await self.failed(cell, instance, (work,), exc)
         else:
             counters.handled += 1
             if query is not None:
@@ -310,13 +310,13 @@ class Supervisor:
     async def handle_batch(self, cell: Cell, works: list[Work]) -> bool:
         """Run a batch handler on several messages at once; each request gets its own reply."""
         if self.durability is not None:
-            return await self._handle_durably(cell, works)
+            return await self.durability.handle(self, cell, works)
         instance = cell.instance
         assert instance is not None  # noqa: S101 - started before any message is handled
-        results = await self._call(cell, instance, works)
+        results = await self.call(cell, instance, works)
         try:
             if isinstance(results, Exception):
-                return await self._failed(cell, instance, works, results)
+                return await self.failed(cell, instance, works, results)
             for work, result in zip(works, results, strict=True):
                 if work.query is not None:
                     reply(work.query, result)
@@ -326,7 +326,7 @@ class Supervisor:
                 if work.query is not None:
                     work.query.drop()
 
-    async def _call(self, cell: Cell, instance: Actor, works: list[Work]) -> list[Any] | Exception:
+    async def call(self, cell: Cell, instance: Actor, works: list[Work]) -> list[Any] | Exception:
         """Call the handler of ``works`` (a batch handler with all of them): its replies, or its error."""
         started = time.perf_counter()
         spec = works[0].spec
@@ -346,42 +346,8 @@ class Supervisor:
         finally:
             self._counters.handler_seconds += time.perf_counter() - started
 
-    async def _handle_durably(self, cell: Cell, works: list[Work]) -> bool:
-        """`handle` for persistent actors and reliable messages: drop duplicates, save, then reply."""
-        durability = self.durability
-        instance = cell.instance
-        assert durability is not None  # noqa: S101 - only called when the group has one
-        assert instance is not None  # noqa: S101 - started before any message is handled
-        todo = durability.admit(cell, works)
-        if todo:
-            results = await self._call(cell, instance, todo)
-            if isinstance(results, Exception):
-                going_on = await self._failed(cell, instance, todo, results)
-                for work in todo:
-                    if work.query is not None:
-                        work.query.drop()
-                return going_on and await self._save_state(cell, instance)
-            for work, result in zip(todo, results, strict=True):
-                durability.defer(cell, work, result)
-        return await self._save_state(cell, instance)
-
-    async def _save_state(self, cell: Cell, instance: Actor) -> bool:
-        """Save when due and answer what waited; a failed save stops the instance (reloaded next time)."""
-        durability = self.durability
-        assert durability is not None  # noqa: S101
-        if not durability.needs_save(cell, instance):
-            durability.answer(cell, None)  # nothing unsaved: the replies can go now
-            return True
-        if not durability.due(cell):
-            return True
-        error = await durability.save(cell, self.state_key(cell))
-        if error is None:
-            return True
-        self._log.warning("actor.state_not_saved", key=cell.key, error=repr(error), version=cell.version)
-        await self.stop_instance(cell, "actor.stopped", save=False, reason=type(error).__name__)
-        return False
-
-    async def _failed(self, cell: Cell, instance: Actor, works: Sequence[Work], exc: Exception) -> bool:
+    async def failed(self, cell: Cell, instance: Actor, works: Sequence[Work], exc: Exception) -> bool:
+        """A handler raised: answer or dead-letter ``works``, then apply the policy; False if the cell stops."""
         self._counters.failed += len(works)
         directive = self.policy.directive_for(exc)
         self._log.warning(

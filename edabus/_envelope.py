@@ -1,0 +1,34 @@
+"""`Envelope`: a message as it arrived, before (or without) decoding."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import zenoh
+
+from ._wire import Meta, decode_meta
+
+__all__ = ["Envelope", "envelope_of"]
+
+
+class Envelope(NamedTuple):
+    """A message as it arrived: its key, raw payload and raw attachment."""
+
+    key: str
+    payload: bytes
+    attachment: bytes | None = None
+
+    @property
+    def meta(self) -> Meta:
+        """The metadata in the attachment (decoded on each access; empty if absent or unreadable)."""
+        return decode_meta(self.attachment)
+
+
+def envelope_of(sample: zenoh.Sample) -> Envelope:
+    """Copy what we need out of a Zenoh sample (on Zenoh's thread); metadata is decoded only if read."""
+    attachment = sample.attachment
+    return Envelope(
+        str(sample.key_expr),
+        sample.payload.to_bytes(),
+        attachment.to_bytes() if attachment is not None else None,
+    )
