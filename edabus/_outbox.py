@@ -2,7 +2,8 @@
 
 A reliable message travels as a Zenoh query to the group that owns its key; the
 owner replies once the handler returned and the actor's state was saved. The
-sender numbers its reliable messages per key (`Meta.seq`, from 1) and keeps each
+sender numbers its reliable messages per key (`Meta.seq`, one more each time;
+a key's first starts above every number the sender used) and keeps each
 one in its key's *lane* until acknowledged. When an attempt ends without an
 acknowledgement (no owner answered, the owner died, the timeout passed, or the
 owner refused it as out of order or unsaved), the lane resends every message it
@@ -45,7 +46,7 @@ DEFAULT_ACK_TIMEOUT = 5.0
 DEFAULT_MAX_UNACKED = 10_000
 _RETRY_MIN_S = 0.02
 _RETRY_MAX_S = 1.0
-_LANES_KEPT = 100_000  # idle lanes forgotten beyond this (their next message starts at base = seq)
+_LANES_KEPT = 100_000  # idle lanes forgotten beyond this (a new lane starts above every seq used)
 
 # Errors from the framework, not from the handler: the message was not applied, send it again.
 RETRYABLE = frozenset(
@@ -91,6 +92,7 @@ class Outbox:
         self.max_unacked = max_unacked
         self._lanes: OrderedDict[str, _Lane] = OrderedDict()
         self._waker = Waker()
+        self._high = 0  # the highest seq given out, on any lane
         self.unacked = 0
         self.sent = 0
         self.resent = 0
@@ -111,10 +113,13 @@ class Outbox:
             await self._room.wait()
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane(key)
+            # A new lane (or one forgotten) starts above every number used so far, with
+            # base = its first seq: no owner can mistake it for an old message of this key.
+            lane = self._lanes[key] = _Lane(key, next_seq=self._high + 1)
             self._forget_idle_lanes()
         entry = _Entry(lane.next_seq, payload, type_name, trace)
         lane.next_seq += 1
+        self._high = max(self._high, entry.seq)
         lane.pending[entry.seq] = entry
         self.unacked += 1
         self.sent += 1

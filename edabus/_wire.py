@@ -43,7 +43,7 @@ class Meta(msgspec.Struct, omit_defaults=True):
     Every field is optional; a sender that is not edabus may omit the attachment.
     ``id`` is unique per ``sender`` (a counter), so ``(sender, id)`` names a message.
     ``seq`` and ``base`` are set on reliable messages only: ``seq`` counts the
-    sender's reliable messages per key from 1, and ``base`` is the lowest ``seq`` the
+    sender's reliable messages per key (one more each time), and ``base`` is the lowest ``seq`` the
     sender has not yet seen acknowledged on that key (docs/durability.md).
     """
 

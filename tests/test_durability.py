@@ -236,3 +236,13 @@ def test_declaring_state_needs_a_store_and_a_key() -> None:
 
         class Keyless(edabus.Message, reliable=True):
             n: int
+
+
+async def test_a_forgotten_lane_is_not_taken_for_an_old_one(bus: edabus.Bus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sender forgets idle keys beyond a bound; a forgotten key's next message is still applied."""
+    monkeypatch.setattr("edabus._outbox._LANES_KEPT", 2)
+    async with edabus.Node(bus, [vault_app(edabus.MemoryStore())]):
+        for account in ("a", "b", "c", "a", "b", "c", "a"):
+            await bus.publish(Put(account=account, amount=1))
+            await bus.wait_delivered(timeout=5)
+        assert [(await peek(bus, account)).balance for account in "abc"] == [3, 2, 2]
