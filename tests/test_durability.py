@@ -17,6 +17,7 @@ import zenoh
 from structlog.testing import capture_logs
 
 import edabus
+from edabus._membership import rendezvous_owner
 from edabus._wire import Meta, encode_meta
 
 
@@ -246,3 +247,62 @@ async def test_a_forgotten_lane_is_not_taken_for_an_old_one(bus: edabus.Bus, mon
             await bus.publish(Put(account=account, amount=1))
             await bus.wait_delivered(timeout=5)
         assert [(await peek(bus, account)).balance for account in "abc"] == [3, 2, 2]
+
+
+class Held(edabus.Message, key="vault/{account}/held", reliable=True):
+    account: str
+    amount: int
+
+
+release = anyio.Event()
+
+
+class SlowVault(Vault):
+    """A vault whose `Held` deposits wait for the test's release before they finish."""
+
+    @edabus.handler
+    async def held(self, msg: Held) -> None:
+        self.state.balance += msg.amount
+        await release.wait()
+
+
+async def test_overlapping_activations_in_a_rebalance_the_stale_writer_is_refused(router: str, tmp_path: Path) -> None:
+    """A key moves to a joining node while its old activation is mid-handler: the old one's save is refused.
+
+    Node a holds the key's actor inside a handler; node b joins and now owns the key;
+    a deposit reaches b, which activates the key and saves. When a's handler ends, its
+    save finds the version moved: a's instance is stopped, and its message is resent to b.
+    """
+    global release  # noqa: PLW0603 - a fresh event per run (the test runs on two backends)
+    release = anyio.Event()
+    key = next(f"k{i}" for i in range(100) if rendezvous_owner(("a", "b"), f"k{i}") == "b")
+    db = tmp_path / "state.db"
+
+    def app() -> edabus.App:
+        made = edabus.App("vault", store=edabus.SQLiteStore(db))
+        made.keyed(SlowVault, key="account", name="Vault")
+        return made
+
+    with capture_logs() as logs:
+        async with (
+            edabus.connect(router, ack_timeout=2.0) as client,
+            edabus.connect(router, node_id="a") as bus_a,
+            edabus.Node(bus_a, [app()]) as node_a,
+        ):
+            await client.wait_for_group("vault", "Vault")
+            await client.publish(Held(account=key, amount=1))  # a takes it and waits inside the handler
+            sup_a = node_a.supervisor("Vault")
+            await anyio_eventually(lambda: sup_a.live_keys() == [key])
+            async with edabus.connect(router, node_id="b") as bus_b, edabus.Node(bus_b, [app()]) as node_b:
+                await anyio_eventually(lambda: set(node_a.memberships[sup_a].members) == {"a", "b"})
+                await client.publish(Put(account=key, amount=10))  # now b's: b activates the key too
+                sup_b = node_b.supervisor("Vault")
+                await anyio_eventually(lambda: sup_b.statistics().received >= 1)
+                release.set()  # a's handler ends; its save must be refused
+                await client.wait_delivered(timeout=10)
+                assert await peek(client, key) == Holdings(balance=11, puts=1)
+                assert sup_a.durability is not None
+                assert sup_a.durability.stale == 1
+    refused = [e for e in logs if e["event"] == "actor.state_not_saved"]
+    assert [e["group"] for e in refused] == ["Vault"]
+    assert "StaleStateError" in refused[0]["error"]
