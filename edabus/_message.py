@@ -139,6 +139,10 @@ def encode(obj: object) -> bytes:
     return _encoder.encode(obj)
 
 
+_fills_key_fields: set[type] = set()  # message types whose payloads arrive without their key fields
+_key_field_types: dict[type, dict[str, object]] = {}
+
+
 def decoder_for(cls: type[_M]) -> msgspec.msgpack.Decoder[_M]:
     """The cached msgpack decoder for a type."""
     decoder = _decoders.get(cls)
@@ -157,11 +161,16 @@ def decode_message(cls: type[_M], payload: bytes, key: str | None = None) -> _M:
     if not payload:
         payload = _EMPTY_MAP  # a bare `session.get(key)` sends nothing: read it as no fields
     try:
-        msg = decoder_for(cls).decode(payload)
+        if cls in _fills_key_fields and key is not None and template is not None:
+            msg = _decode_with_key_fields(cls, template, payload, key, None)
+        else:
+            msg = decoder_for(cls).decode(payload)
     except msgspec.ValidationError as exc:
         if key is None or template is None or not template.fields:
             raise DecodeError(f"{cls.__name__}: {exc}") from exc
         msg = _decode_with_key_fields(cls, template, payload, key, exc)
+        # Its senders leave key fields out (raw publishers may): skip the failing fast try.
+        _fills_key_fields.add(cls)
     except (msgspec.DecodeError, ValueError) as exc:  # bad UTF-8 surfaces as UnicodeDecodeError
         raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
     if key is not None and template is not None and template.fields:
@@ -183,7 +192,9 @@ def _check_key_fields(msg: Message, template: KeyTemplate, key: str) -> None:
             raise DecodeError(f"{type(msg).__name__}: field {name!r} = {value!r} disagrees with the key {key!r}")
 
 
-def _decode_with_key_fields(cls: type[_M], template: KeyTemplate, payload: bytes, key: str, first: Exception) -> _M:
+def _decode_with_key_fields(
+    cls: type[_M], template: KeyTemplate, payload: bytes, key: str, first: Exception | None
+) -> _M:
     """Slow path: fill key fields missing from the payload with the values in the key."""
     values = template.parse(key)
     try:
@@ -191,8 +202,10 @@ def _decode_with_key_fields(cls: type[_M], template: KeyTemplate, payload: bytes
     except (msgspec.DecodeError, ValueError) as exc:
         raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
     if values is None or not isinstance(raw, dict):
-        raise DecodeError(f"{cls.__name__}: {first}") from first
-    types = _field_annotations(cls)
+        raise DecodeError(f"{cls.__name__}: {first or 'payload is not a map'}") from first
+    types = _key_field_types.get(cls)
+    if types is None:
+        types = _key_field_types[cls] = _field_annotations(cls)
     for name, text in values.items():
         if name in raw:
             continue
