@@ -155,6 +155,42 @@ class Inbox(Generic[T]):
             finally:
                 self._blocked -= 1
 
+    def room(self) -> int:
+        """How many items a puller thread may take for this inbox now, without waiting.
+
+        Below capacity: the free room. Full: none while the consumer progresses; once it
+        has taken nothing for ``stall_timeout`` (overflow mode, as for `push`), a batch,
+        which `extend` holds up to the overflow limit and rejects beyond it.
+        """
+        free = self.capacity - len(self._items)
+        if free > 0:
+            return free
+        if not self._overflowing:
+            if time.monotonic() - self._last_take <= self.stall_timeout:
+                return 0
+            self._overflowing = True
+            self.stalls += 1
+            log.warning("inbox.stalled", inbox=self.name, waited_s=self.stall_timeout, queued=len(self._items))
+        return 4096
+
+    def extend(self, batch: list[T]) -> None:
+        """Queue a batch without waiting (a puller took what `room` allowed); wake the consumer once."""
+        if self._closed:
+            return
+        items = self._items
+        limit = self.capacity + self.overflow_limit
+        for item in batch:
+            if len(items) >= limit:
+                self.rejected += 1
+                self._rejected.append(item)
+                self._waker(self._rejected_ready.set)
+            else:
+                items.append(item)
+        self.peak = max(self.peak, len(items))
+        if self._consumer_waiting:
+            self._consumer_waiting = False
+            self._waker(self._ready.set)
+
     def over_capacity(self) -> bool:
         """Whether the inbox holds at least its capacity."""
         return len(self._items) >= self.capacity

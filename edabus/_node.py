@@ -12,6 +12,7 @@ tokens last, so a live token means the group can receive.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
@@ -25,6 +26,7 @@ from ._bus import Envelope, envelope_of
 from ._control import catalog, validate
 from ._exceptions import ActorStopped, EdabusError, MailboxFull
 from ._gpus import local_gpus
+from ._ingest import Lane, Puller, covering_pattern
 from ._membership import Membership
 from ._message import Message, encode
 from ._statistics import SupervisorStatistics
@@ -124,6 +126,9 @@ class Node:
         self._declared: list[Any] = []
         self._tokens: list[zenoh.LivelinessToken] = []
         self._opened: list[StateStore] = []
+        self._lanes: dict[Supervisor, Lane] = {}
+        self._puller: Puller | None = None
+        self._loop_thread = threading.get_ident()
 
     @property
     def node_id(self) -> str:
@@ -160,6 +165,7 @@ class Node:
             msg = "this bus already hosts a node; host every app in one Node"
             raise EdabusError(msg)
         self.bus.hosting = True
+        self._loop_thread = threading.get_ident()
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
@@ -220,29 +226,44 @@ class Node:
                 log.exception("node.store_close_failed", store=repr(store))
 
     def _declare_routes(self) -> None:
-        """One subscriber and one queryable per handled type, all pushing into the group's inbox.
+        """Each group's routes, all pushing into the group's inbox in wire order (see `_ingest`).
 
-        Both push from Zenoh's thread, in wire order, into the same inbox: so a group sees a
-        put and a later query (a request) in the order they were sent.
+        Remote puts come through the group's lane (a channel drained in batches); puts
+        from this process, requests and the rest through callbacks on Zenoh's thread,
+        which move the lane's queue into the inbox first. So a group sees a put and a
+        later request (on any of its types) in the order they were sent.
         """
         session = self.bus.session
         for sup, inbox in self._inboxes.items():
             push = inbox.push
-            for message_type in sup.handlers:
-                pattern = message_type.__edabus_key__.pattern  # type: ignore[union-attr]
+            patterns = {t.__edabus_key__.pattern: t for t in sup.handlers}  # type: ignore[union-attr]
+            cover = covering_pattern(patterns)
+            lane = Lane(session, cover, patterns, inbox) if cover is not None else None
+            if lane is not None:
+                self._lanes[sup] = lane
+            flush = self._flusher(lane)
+            for pattern, message_type in patterns.items():
 
                 def on_sample(sample: zenoh.Sample, push: Any = push, t: type[Message] = message_type) -> None:
                     push((t, envelope_of(sample), None))
 
-                def on_query(query: zenoh.Query, push: Any = push, t: type[Message] = message_type) -> None:
+                def on_query(
+                    query: zenoh.Query, push: Any = push, t: type[Message] = message_type, flush: Any = flush
+                ) -> None:
+                    flush()
                     push((t, _query_envelope(query), query))
 
+                origin = zenoh.Locality.SESSION_LOCAL if lane is not None else zenoh.Locality.ANY
                 self._declared.append(
-                    session.declare_subscriber(pattern, zenoh.handlers.Callback(on_sample, indirect=False))
+                    session.declare_subscriber(
+                        pattern, zenoh.handlers.Callback(on_sample, indirect=False), allowed_origin=origin
+                    )
                 )
                 self._declared.append(
                     session.declare_queryable(pattern, zenoh.handlers.Callback(on_query, indirect=False))
                 )
+        self._puller = Puller(list(self._lanes.values()), name=f"edabus-ingest:{self.node_id}")
+        self._puller.start()
         assert self._control is not None  # noqa: S101 - made in __aenter__
         control = self._control.push
         answer = self._answer_control
@@ -255,9 +276,27 @@ class Node:
         ):
 
             def on_control(query: zenoh.Query, kind: str = kind) -> None:
+                if kind == "barrier":
+                    self._flush_all()  # answered after every arrival before it reached its group
                 control(functools.partial(answer, kind, query))
 
             self._declared.append(session.declare_queryable(key, zenoh.handlers.Callback(on_control, indirect=False)))
+
+    def _flusher(self, lane: Lane | None) -> Callable[[], None]:
+        """What a callback calls before it pushes: on Zenoh's thread, move the lane's queue in first."""
+        if lane is None:
+            return _nothing
+        loop_thread = self._loop_thread
+
+        def flush() -> None:
+            if threading.get_ident() != loop_thread:  # the loop's own (local) callbacks never wait
+                lane.flush()
+
+        return flush
+
+    def _flush_all(self) -> None:
+        for lane in self._lanes.values():
+            self._flusher(lane)()
 
     async def _dispatch(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:
         """Hand a group's arrivals to it, in arrival order (waiting while an actor's mailbox is full)."""
@@ -303,6 +342,7 @@ class Node:
                     control(functools.partial(self._confirm_join, sup, node, gpus))
                 else:
                     membership = self.memberships[sup]
+                    self._flusher(self._lanes.get(sup))()
                     push((_MEMBERS, functools.partial(self._member_changed, membership, left={node}), None))
 
             self._declared.append(
@@ -321,7 +361,10 @@ class Node:
         def on_reply(_reply: zenoh.Reply) -> None:
             pass  # the reply matters only for when it comes: on_final follows it
 
+        flush = self._flusher(self._lanes.get(sup))
+
         def on_final() -> None:  # Zenoh's thread, after the reply (or the timeout)
+            flush()
             push((_MEMBERS, change, None))
 
         self.bus.session.get(
@@ -414,6 +457,14 @@ class Node:
     def _withdraw(self) -> None:
         """Withdraw tokens (if still declared), then routes; close the inboxes."""
         self._withdraw_tokens()
+        if self._puller is not None:
+            self._puller.stop()()  # ends within its 1 ms poll
+            self._puller = None
+        for lane in self._lanes.values():
+            lane.move_all()  # what reached us before the routes go is ours to handle
+            if not self.bus.closed:
+                lane.undeclare()
+        self._lanes.clear()
         if not self.bus.closed:
             for entity in self._declared:
                 entity.undeclare()
@@ -442,3 +493,7 @@ def _labels(tokens: Sequence[str]) -> Iterator[tuple[str, int]]:
         parsed = parse_member_key(token)
         if parsed is not None:
             yield parsed[2], parsed[3]
+
+
+def _nothing() -> None:
+    pass
