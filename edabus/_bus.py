@@ -25,6 +25,7 @@ from ._bridge import Inbox
 from ._config import make_config
 from ._envelope import Envelope, envelope_of
 from ._exceptions import BusClosedError, NoRouteError, RequestTimeout, Undelivered
+from ._local import LocalRoutes
 from ._message import Message, decode_message, encode, message_type
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
 from ._replies import Replies, is_decisive, settle
@@ -66,6 +67,7 @@ class Bus:
         self.ack_timeout = ack_timeout
         self.max_unacked = max_unacked
         self.tg: TaskGroup | None = None  # set by connect(): where the bus's own tasks run
+        self.local_routes = LocalRoutes(session)  # filled by the node this bus hosts
         self._outbox: Outbox | None = None
         self._ids = itertools.count(1)
         self._closed = False
@@ -217,24 +219,34 @@ class Bus:
         """Send raw payload bytes as a request; the reply's payload (None for an ack) and metadata."""
         self._check_open()
         replies = Replies(is_decisive)
-        cancel = zenoh.CancellationToken()
+        cancel: zenoh.CancellationToken | None = None
+        attachment = encode_meta(self.next_meta(type_name, trace))
         try:
             with anyio.fail_after(timeout + 1.0):
-                self._get(
-                    key,
-                    replies,
-                    timeout=timeout,
-                    payload=payload,
-                    attachment=encode_meta(self.next_meta(type_name, trace)),
-                    cancellation_token=cancel,
-                )
+                # Groups of our own node are asked in-process; Zenoh carries it to the others.
+                remote = self.local_routes.serve(key, payload, attachment, replies) if self.local_routes else None
+                if remote is False:
+                    replies.part_done()  # no other process serves it: no Zenoh query
+                else:
+                    options = {} if remote is None else {"allowed_destination": zenoh.Locality.REMOTE}
+                    cancel = zenoh.CancellationToken()
+                    self._get(
+                        key,
+                        replies,
+                        timeout=timeout,
+                        payload=payload,
+                        attachment=attachment,
+                        cancellation_token=cancel,
+                        **options,
+                    )
                 await replies.wait(first_decisive=True)
                 if replies.decisive is not None:
                     return settle(replies.decisive, key)
         except TimeoutError:
             raise RequestTimeout(f"no reply to the request on {key!r} within {timeout} s") from None
         finally:
-            cancel.cancel()
+            if cancel is not None:
+                cancel.cancel()
         if replies.replies:
             return None, Meta()  # every handler acknowledged with None
         msg = f"no live group answered the request on {key!r} (none serves it, or its owner is changing)"

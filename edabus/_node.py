@@ -243,6 +243,7 @@ class Node:
                 self._lanes[sup] = lane
             flush = self._flusher(lane)
             for pattern, message_type in patterns.items():
+                self.bus.local_routes.add(message_type, push)  # our own requests skip Zenoh (`_local`)
 
                 def on_sample(sample: zenoh.Sample, push: Any = push, t: type[Message] = message_type) -> None:
                     push((t, envelope_of(sample), None))
@@ -457,6 +458,8 @@ class Node:
     def _withdraw(self) -> None:
         """Withdraw tokens (if still declared), then routes; close the inboxes."""
         self._withdraw_tokens()
+        if not self.bus.closed:
+            self.bus.local_routes.clear()
         if self._puller is not None:
             self._puller.stop()()  # ends within its 1 ms poll
             self._puller = None

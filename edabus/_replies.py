@@ -39,6 +39,7 @@ class Replies:
         self.changed = anyio.Event()
         self._is_decisive = is_decisive
         self._waker = Waker()
+        self._parts = 1  # the Zenoh query, plus each local group asked in-process (`_local`)
 
     def on_reply(self, reply: zenoh.Reply) -> None:  # Zenoh's thread
         self.replies.append(reply)
@@ -47,8 +48,18 @@ class Replies:
             self._waker(self.changed.set)
 
     def on_final(self) -> None:  # Zenoh's thread
-        self.final = True
-        self._waker(self.changed.set)
+        self.part_done()
+
+    def expect(self, parts: int) -> None:
+        """Wait for ``parts`` more answerers (local groups) before the replies are final."""
+        self._parts += parts
+
+    def part_done(self) -> None:
+        """One answerer is done (Zenoh's query is final, or a local group finished)."""
+        self._parts -= 1
+        if self._parts <= 0:
+            self.final = True
+            self._waker(self.changed.set)
 
     def callback(self) -> zenoh.handlers.Callback[zenoh.Reply]:
         return zenoh.handlers.Callback(self.on_reply, self.on_final, indirect=False)
