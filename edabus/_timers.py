@@ -51,7 +51,7 @@ class Timers:
         self._deliver = deliver
         self._start = start
         self._check = check
-        self._timers: set[Timer] = set()
+        self._timers: set[Timer] | None = None  # made on the first timer: most actors have none
 
     def schedule(self, msg: Message, delay: float, interval: float | None) -> Timer:
         """Deliver ``msg`` after ``delay`` seconds, then every ``interval`` seconds if given."""
@@ -60,6 +60,8 @@ class Timers:
             raise ValueError(msg_text)
         self._check(msg)  # refuse now a message the actor has no handler for, not when it fires
         timer = Timer(interval)
+        if self._timers is None:
+            self._timers = set()
         self._timers.add(timer)
 
         async def run() -> None:
@@ -72,16 +74,17 @@ class Timers:
                             return
                         await anyio.sleep(interval)
             finally:
-                self._timers.discard(timer)
+                if self._timers is not None:
+                    self._timers.discard(timer)
 
         self._start(run)
         return timer
 
     def cancel_all(self) -> None:
         """Cancel every timer (the actor stops)."""
-        for timer in list(self._timers):
+        for timer in list(self._timers or ()):
             timer.cancel()
-        self._timers.clear()
+        self._timers = None
 
     def __len__(self) -> int:
-        return len(self._timers)
+        return len(self._timers or ())
