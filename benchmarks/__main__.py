@@ -1,73 +1,83 @@
-"""``python -m benchmarks``: edabus next to raw zenoh-python, in one run.
+"""``python -m benchmarks``: the rows of issue 7, edabus next to raw zenoh-python (and Pykka), in one run.
 
-Scenarios (``--only`` picks some):
+Rows (``--only`` picks scenarios by name):
 
-- local-throughput: one process, embedded default. Raw: ``session.put`` (BLOCK) into
-  one wildcard callback subscriber that decodes and counts per name. edabus:
-  ``bus.publish`` to keyed actors over 1,000 keys, hosted on the same bus.
-- router-throughput: a Python Zenoh router subprocess, a sink process and a
-  publisher process. With the mixed variants (on unless ``--no-mixed``) a raw
-  publisher also feeds an edabus node, and an edabus publisher a raw subscriber,
-  which tells which end limits edabus.
-- local-request / router-request: sequential round trips, raw ``session.get`` to
-  a trivial queryable vs ``bus.request`` to a keyed actor. Via the router, the
-  mixed variants pair a raw client with an edabus node and the other way round.
+1. tell-one: ``bus.publish`` to one actor (a singleton on a fixed key), one
+   process; raw: ``put`` into one callback subscriber on that key that decodes
+   and counts; Pykka: ``tell`` to one actor.
+2. local-throughput: the same over 1,000 keyed actors; raw: one wildcard
+   subscriber that decodes and counts per name (a dict); Pykka: 1,000 actors.
+3. router-throughput: a publisher process and a receiving process, through a
+   Python Zenoh router; mixed variants (raw pub -> edabus node, edabus pub ->
+   raw sub) unless ``--no-mixed``.
+4. local-request: sequential ``bus.request`` to the keyed actors, one process;
+   raw: ``session.get`` to a trivial queryable; Pykka: ``ask``.
+5. router-request: the same across processes through the router (mixed variants too).
+6. activation: ``--actors`` messages each to a new key, against as many to
+   the 1,000 live keys, one process, one run.
+7. memory: resident memory per idle keyed actor (``--actors`` of them) in a
+   fresh process; raw: a dict of as many trivial objects.
+8. cluster: three node processes and a publisher through the router; per node,
+   messages received over messages handled, the worst node's.
 
-Each figure is the median over ``--repeats`` runs (raw and edabus interleaved);
-the table shows edabus as a ratio to raw, and the lost count of every side.
+Each figure is the median over ``--repeats`` runs (variants interleaved); each
+run warms up first and checks that nothing was lost (the exit status is 1 if
+anything was). The table gives each row's reference, edabus and Pykka figures,
+the ratio, the target and whether it is met; the JSON holds every run.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import os
 import pstats
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from . import _cross, _inproc
-from ._model import KEY_COUNT, quiet_logging
-from ._report import ScenarioResult, environment, format_markdown, format_table, write_json
-from ._stats import LatencyRun, ThroughputRun, summarize_latency, summarize_throughput
+from . import _inproc
+from ._model import KEY_COUNT, MAX_IDLE_ACTORS, quiet_logging
+from ._report import environment, format_markdown, format_table, write_json
+from ._rows import LEGEND, ROWS, rows_of
+from ._suite import PYKKA, SCENARIOS, describe, progress, run_scenarios
 
-SCENARIOS = ("local-throughput", "router-throughput", "local-request", "router-request")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 _LOCAL_TIMEOUT_S = 120.0
-_IDLE_S = 10.0
-
-Run = ThroughputRun | LatencyRun
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="edabus next to raw zenoh-python, in one run; edabus figures as ratios to raw.",
+        description="edabus next to raw zenoh-python (and Pykka), in one run: the rows of issue 7, "
+        "each with its ratio and target.",
+        epilog="Pykka's columns need pykka: pip install -e '.[bench]' (without it they say '-').",
     )
-    p.add_argument("--quick", action="store_true", help="a short run (~30 s): fewer messages and repeats")
+    p.add_argument("--quick", action="store_true", help="a short run (under a minute): fewer messages and repeats")
     p.add_argument("--repeats", type=int, help="runs per figure; the median is reported (default 5, quick 3)")
-    p.add_argument("--messages", type=int, help="measured messages per throughput run (default 100000, quick 20000)")
+    p.add_argument(
+        "--messages",
+        type=int,
+        help="measured messages per throughput run and cluster round (default 100000, quick 20000)",
+    )
     p.add_argument(
         "--warmup", type=int, default=2000, help=f"messages before the clock, at least {KEY_COUNT} (default 2000)"
     )
     p.add_argument("--requests", type=int, help="measured requests per latency run (default 2000, quick 500)")
+    p.add_argument("--actors", type=int, help="new keys activated in rows 6 and 7 (default 100000, quick 20000)")
     p.add_argument(
         "--request-warmup", type=int, default=KEY_COUNT, help=f"requests before timing (default {KEY_COUNT})"
     )
     p.add_argument("--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)")
-    p.add_argument("--no-mixed", action="store_true", help="skip the mixed raw/edabus variants of the router scenarios")
+    p.add_argument("--no-mixed", action="store_true", help="skip the mixed raw/edabus variants of rows 3 and 5")
     p.add_argument(
         "--pin-receivers",
         type=int,
         metavar="CPU",
-        help="run the router scenarios' sink and server processes (raw and edabus) on this CPU only",
+        help="run rows 3 and 5's sink and server processes (raw and edabus) on this CPU only",
     )
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results (default %(default)s)")
     p.add_argument("--markdown", action="store_true", help="also print the table in Markdown")
@@ -87,114 +97,20 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "messages": args.messages or (20_000 if quick else 100_000),
         "warmup": max(args.warmup, KEY_COUNT),
         "requests": args.requests or (500 if quick else 2000),
+        "actors": args.actors or (20_000 if quick else 100_000),
         "request_warmup": args.request_warmup,
         "scenarios": list(args.only or SCENARIOS),
         "mixed": not args.no_mixed,
         "pin_receivers": args.pin_receivers,
+        "pykka": PYKKA,
     }
     if min(settings["repeats"], settings["messages"], settings["requests"]) < 1:
         msg = "--repeats, --messages and --requests must be positive"
         raise SystemExit(msg)
+    if not 1 <= settings["actors"] <= MAX_IDLE_ACTORS - KEY_COUNT - 10_000:
+        msg = f"--actors must be between 1 and {MAX_IDLE_ACTORS - KEY_COUNT - 10_000}"
+        raise SystemExit(msg)
     return settings
-
-
-def _progress(text: str) -> None:
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-def _describe(run: Run) -> str:
-    if isinstance(run, ThroughputRun):
-        return f"{run.rate:,.0f} msg/s, lost {run.lost}" + (f", misrouted {run.misrouted}" if run.misrouted else "")
-    return f"p50 {run.p50_us:,.0f} µs, p99 {run.p99_us:,.0f} µs, lost {run.lost}"
-
-
-def _measure(name: str, title: str, variants: dict[str, Callable[[], Run]], repeats: int) -> ScenarioResult:
-    """Run every variant ``repeats`` times, interleaved so that drift hits all alike."""
-    runs: dict[str, list[Run]] = {variant: [] for variant in variants}
-    for rep in range(1, repeats + 1):
-        for variant, fn in variants.items():
-            run = fn()
-            runs[variant].append(run)
-            _progress(f"[{name}] {rep}/{repeats} {variant}: {_describe(run)}")
-    kind: Any = "throughput" if isinstance(runs["raw"][0], ThroughputRun) else "latency"
-    result = ScenarioResult(name=name, title=title, kind=kind)
-    for variant, done in runs.items():
-        if kind == "throughput":
-            result.summaries[variant] = summarize_throughput([r for r in done if isinstance(r, ThroughputRun)])
-        else:
-            result.summaries[variant] = summarize_latency([r for r in done if isinstance(r, LatencyRun)])
-        result.runs[variant] = [asdict(r) | ({"rate": r.rate} if isinstance(r, ThroughputRun) else {}) for r in done]
-    return result
-
-
-def _run(settings: dict[str, Any]) -> list[ScenarioResult]:
-    repeats, messages, warmup = settings["repeats"], settings["messages"], settings["warmup"]
-    requests, request_warmup = settings["requests"], settings["request_warmup"]
-    chosen, pin = settings["scenarios"], settings["pin_receivers"]
-    results = []
-    with contextlib.ExitStack() as stack:
-        endpoint = ""
-        if any(name.startswith("router") for name in chosen):
-            endpoint = stack.enter_context(_cross.Router())
-            _progress(f"router on {endpoint}")
-        if "local-throughput" in chosen:
-            results.append(
-                _measure(
-                    "local-throughput",
-                    "a. throughput, one process",
-                    {
-                        "raw": lambda: _inproc.raw_throughput(messages, warmup=warmup, timeout=_LOCAL_TIMEOUT_S),
-                        "edabus": lambda: anyio.run(
-                            lambda: _inproc.edabus_throughput(messages, warmup=warmup, timeout=_LOCAL_TIMEOUT_S)
-                        ),
-                    },
-                    repeats,
-                )
-            )
-        if "router-throughput" in chosen:
-            variants: dict[str, Callable[[], Run]] = {
-                "raw": lambda: _cross.throughput("raw", endpoint, messages, warmup=warmup, idle_s=_IDLE_S, pin=pin),
-                "edabus": lambda: _cross.throughput(
-                    "edabus", endpoint, messages, warmup=warmup, idle_s=_IDLE_S, pin=pin
-                ),
-            }
-            if settings["mixed"]:
-                variants["raw pub -> edabus node"] = lambda: _cross.throughput(
-                    "raw", endpoint, messages, warmup=warmup, idle_s=_IDLE_S, sink_side="edabus", pin=pin
-                )
-                variants["edabus pub -> raw sub"] = lambda: _cross.throughput(
-                    "edabus", endpoint, messages, warmup=warmup, idle_s=_IDLE_S, sink_side="raw", pin=pin
-                )
-            results.append(_measure("router-throughput", "b. throughput, via router", variants, repeats))
-        if "local-request" in chosen:
-            results.append(
-                _measure(
-                    "local-request",
-                    "c. request, one process",
-                    {
-                        "raw": lambda: _inproc.raw_request_latency(requests, warmup=request_warmup),
-                        "edabus": lambda: anyio.run(
-                            lambda: _inproc.edabus_request_latency(requests, warmup=request_warmup)
-                        ),
-                    },
-                    repeats,
-                )
-            )
-        if "router-request" in chosen:
-            variants = {
-                "raw": lambda: _cross.request_latency("raw", endpoint, requests, warmup=request_warmup, pin=pin),
-                "edabus": lambda: _cross.request_latency("edabus", endpoint, requests, warmup=request_warmup, pin=pin),
-            }
-            if settings["mixed"]:
-                variants["raw client -> edabus node"] = lambda: _cross.request_latency(
-                    "raw", endpoint, requests, warmup=request_warmup, server_side="edabus", pin=pin
-                )
-                variants["edabus client -> raw queryable"] = lambda: _cross.request_latency(
-                    "edabus", endpoint, requests, warmup=request_warmup, server_side="raw", pin=pin
-                )
-            results.append(_measure("router-request", "c. request, via router", variants, repeats))
-    return results
 
 
 def _profile(settings: dict[str, Any]) -> None:
@@ -205,7 +121,7 @@ def _profile(settings: dict[str, Any]) -> None:
     run = profiler.runcall(
         anyio.run, lambda: _inproc.edabus_throughput(messages, warmup=warmup, timeout=_LOCAL_TIMEOUT_S)
     )
-    print(f"profiled run (cProfile slows it): {_describe(run)}")
+    print(f"profiled run (cProfile slows it): {describe(run)}")
     out = DEFAULT_JSON.parent / "profile.pstats"
     out.parent.mkdir(parents=True, exist_ok=True)
     profiler.dump_stats(out)
@@ -224,27 +140,34 @@ def main(argv: list[str] | None = None) -> int:
         _profile(settings)
         return 0
     env = environment()
-    _progress(
+    progress(
         f"{env['cpus']} CPUs ({env['cpu_model']}), Python {env['python']}, eclipse-zenoh {env['eclipse-zenoh']}, "
-        f"msgspec {env['msgspec']}, anyio {env['anyio']}, edabus at {env['commit']}; "
+        f"msgspec {env['msgspec']}, anyio {env['anyio']}, pykka {env['pykka']}, edabus at {env['commit']}; "
         f"load average {env['loadavg'][0]:.2f}; {settings['repeats']} repeats"
     )
     started = time.perf_counter()
-    results = _run(settings)
+    results = run_scenarios(settings)
     elapsed = time.perf_counter() - started
+    rows = rows_of(ROWS, {r.name: r.summaries for r in results})
     print()
     print(
-        f"edabus vs raw zenoh-python: median of {settings['repeats']} runs; throughput {settings['messages']:,} "
-        f"messages after {settings['warmup']:,} warm-up; latency {settings['requests']:,} sequential requests "
-        f"after {settings['request_warmup']:,}"
+        f"edabus vs raw zenoh-python and Pykka {env['pykka'] if PYKKA else '(not installed)'}: median of "
+        f"{settings['repeats']} runs; tell {settings['messages']:,} messages after {settings['warmup']:,} warm-up; "
+        f"{settings['requests']:,} sequential requests after {settings['request_warmup']:,}; "
+        f"{settings['actors']:,} new keys (rows 6, 7)"
     )
-    print(format_table(results))
+    print(format_table(rows))
+    print("\n".join(LEGEND))
     if args.markdown:
         print()
-        print(format_markdown(results))
-    write_json(args.json, results, settings, elapsed, env)
+        print(format_markdown(rows))
+    write_json(args.json, results, rows, settings=settings, elapsed_s=elapsed, env=env)
     lost = sum(int(s["lost"]) + int(s.get("misrouted", 0)) for r in results for s in r.summaries.values())
-    print(f"\nlost in total: {lost}; took {elapsed:.0f} s; load average {os.getloadavg()[0]:.2f}")
+    targets = [row.met for row in rows if row.met is not None]
+    print(
+        f"\ntargets met: {sum(targets)} of {len(targets)}; lost in total: {lost}; took {elapsed:.0f} s; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"JSON written to {args.json}")
     return 1 if lost else 0
 

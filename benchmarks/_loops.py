@@ -8,6 +8,7 @@ edabus side: `edabus_publish` and `edabus_requests`; the counting is `Sink`'s.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 
 import msgspec
 import zenoh
@@ -55,22 +56,34 @@ class RawServer:
             query.drop()
 
 
-def raw_publish(session: zenoh.Session, start: int, stop: int) -> None:
-    """Publish ticks ``start`` to ``stop - 1`` round-robin over the names, congestion control BLOCK."""
+def raw_publish(
+    session: zenoh.Session,
+    start: int,
+    stop: int,
+    names: Sequence[str] = NAMES,
+    key: Callable[[str], str] = tick_key,
+) -> None:
+    """Publish ticks ``start`` to ``stop - 1`` round-robin over ``names``, on ``key(name)``, with BLOCK."""
     encode = msgspec.msgpack.Encoder().encode
-    keys = [tick_key(name) for name in NAMES]
-    count = len(NAMES)
+    keys = [key(name) for name in names]
+    count = len(names)
     put = session.put
     for i in range(start, stop):
-        put(keys[i % count], encode(RawTick(name=NAMES[i % count], n=i)), congestion_control=_BLOCK)
+        put(keys[i % count], encode(RawTick(name=names[i % count], n=i)), congestion_control=_BLOCK)
 
 
-async def edabus_publish(bus: edabus.Bus, start: int, stop: int) -> None:
-    """Publish ticks ``start`` to ``stop - 1`` round-robin over the names."""
-    count = len(NAMES)
+async def edabus_publish(
+    bus: edabus.Bus,
+    start: int,
+    stop: int,
+    names: Sequence[str] = NAMES,
+    make: Callable[..., edabus.Message] = Tick,
+) -> None:
+    """Publish ``make(name=..., n=i)`` for ``i`` in ``start .. stop - 1``, round-robin over ``names``."""
+    count = len(names)
     publish = bus.publish
     for i in range(start, stop):
-        await publish(Tick(name=NAMES[i % count], n=i))
+        await publish(make(name=names[i % count], n=i))
 
 
 def raw_requests(session: zenoh.Session, count: int, *, warmup: int) -> LatencyRun:

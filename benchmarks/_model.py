@@ -4,13 +4,17 @@ A tick carries a 32-byte name and an int. edabus publishes it on
 ``bench/tick/{name}`` as a `Tick`; the raw side publishes the same msgpack map
 (`RawTick`) on the same key, without edabus's attachment. Either way each of
 the 1,000 names owns a counter: a keyed `Sink` actor, or an entry of a dict.
+
+Row 1's one actor is `SoloSink`, a singleton on the fixed key ``bench/solo``
+(`Solo` messages). The activation and memory rows use `Idle`, a keyed actor with no state of its
+own, in `IDLE_APP`, whose ``max_actors`` is far above the keys they activate.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import msgspec
@@ -22,16 +26,25 @@ __all__ = [
     "APP",
     "APP_NAME",
     "GET_PATTERN",
+    "IDLE_APP",
     "KEY_COUNT",
+    "MAX_IDLE_ACTORS",
     "NAMES",
+    "SOLO_APP",
+    "SOLO_KEY",
     "TICK_PATTERN",
     "Count",
     "Get",
+    "Idle",
     "RawCount",
     "RawGet",
     "RawTick",
     "Sink",
+    "Solo",
+    "SoloSink",
     "Tally",
+    "Touch",
+    "fresh_names",
     "get_key",
     "misrouted",
     "quiet_logging",
@@ -44,7 +57,13 @@ NAME_BYTES = 32
 NAMES: tuple[str, ...] = tuple(f"sink{i:04d}".ljust(NAME_BYTES, "x") for i in range(KEY_COUNT))
 TICK_PATTERN = "bench/tick/*"
 GET_PATTERN = "bench/get/*"
+SOLO_KEY = "bench/solo"
 APP_NAME = "bench"
+
+
+def fresh_names(prefix: str, count: int) -> list[str]:
+    """``count`` distinct 32-byte names that start with ``prefix`` (none of them in `NAMES`)."""
+    return [f"{prefix}{i:09d}".ljust(NAME_BYTES, "x") for i in range(count)]
 
 
 def tick_key(name: str) -> str:
@@ -164,10 +183,67 @@ APP = edabus.App(APP_NAME)
 APP.keyed(Sink, key="name")
 
 
-def misrouted(counts: dict[str, int], total: int) -> int:
-    """How many names got a count other than their share of ticks ``0 .. total - 1``."""
-    rounds, extra = divmod(total, KEY_COUNT)
-    return sum(counts.get(name, 0) != rounds + (i < extra) for i, name in enumerate(NAMES))
+class Solo(edabus.Message, key=SOLO_KEY):
+    """A tick for the one actor of row 1: the same two fields, on one fixed key."""
+
+    name: str
+    n: int
+
+
+class SoloSink(edabus.Actor):
+    """The one actor: a singleton counting into `Sink`'s tally (the latest instance is kept, to read its count)."""
+
+    last: ClassVar[SoloSink | None] = None
+
+    def __init__(self) -> None:
+        self.count = 0
+        SoloSink.last = self
+
+    @edabus.handler
+    async def tick(self, msg: Solo) -> None:
+        self.count += 1
+        Sink.tally.hit()
+
+
+SOLO_APP = edabus.App("bench-solo")
+SOLO_APP.singleton(SoloSink)
+
+
+class Touch(edabus.Message, key="bench/touch/{name}"):
+    """A tick for `Idle`: the same two fields, on keys of their own."""
+
+    name: str
+    n: int
+
+
+class Idle(edabus.Actor):
+    """A keyed actor with no state of its own: what an idle actor costs is edabus's alone."""
+
+    tally: ClassVar[Tally] = Tally()
+
+    def __init__(self, key: str) -> None:
+        pass  # keeps nothing, not even its key (the supervisor holds that)
+
+    @classmethod
+    def reset(cls) -> Tally:
+        """Start a fresh tally (before each run)."""
+        cls.tally = Tally()
+        return cls.tally
+
+    @edabus.handler
+    async def touch(self, msg: Touch) -> None:
+        Idle.tally.hit()
+
+
+MAX_IDLE_ACTORS = 2_000_000  # far above any run's keys: no actor is passivated to make room
+IDLE_APP = edabus.App("bench-idle")
+IDLE_APP.keyed(Idle, key="name", max_actors=MAX_IDLE_ACTORS, idle_timeout=None)
+
+
+def misrouted(counts: dict[str, int], total: int, names: Sequence[str] = NAMES) -> int:
+    """How many of ``names`` got a count other than their share of ticks ``0 .. total - 1``, round-robin."""
+    rounds, extra = divmod(total, len(names))
+    return sum(counts.get(name, 0) != rounds + (i < extra) for i, name in enumerate(names))
 
 
 def quiet_logging() -> None:

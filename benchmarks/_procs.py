@@ -3,7 +3,8 @@
 A worker is ``python -m benchmarks._worker ROLE JSON``. It prints marker lines
 on stdout (``BENCH-READY``, ``BENCH-RESULT {json}``), anything else it prints
 is ignored, and it stops when its stdin closes. `Worker` is a context manager
-whose exit closes stdin, waits, and kills the process if it does not end.
+whose exit closes stdin, waits, and kills the process if it does not end. The
+worker's side of that talk is `say_ready`, `say_result` and `wait_stdin_closed`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["READY", "RESULT", "Worker", "WorkerError", "free_port"]
+__all__ = ["READY", "RESULT", "Worker", "WorkerError", "free_port", "say_ready", "say_result", "wait_stdin_closed"]
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "BENCH-READY"
@@ -31,6 +32,26 @@ _STOP_TIMEOUT_S = 15.0
 
 class WorkerError(RuntimeError):
     """A worker died, timed out or said something unexpected."""
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def say_ready() -> None:
+    """In a worker: tell the parent it is ready."""
+    _say(READY)
+
+
+def say_result(record: dict[str, Any]) -> None:
+    """In a worker: hand the parent its result record."""
+    _say(RESULT + json.dumps(record))
+
+
+def wait_stdin_closed() -> None:
+    """In a worker: block until the parent closes our stdin (its cue to stop)."""
+    sys.stdin.read()
 
 
 def free_port() -> int:
@@ -98,13 +119,18 @@ class Worker:
         self._stderr.seek(0)
         return self._stderr.read().decode(errors="replace")[-limit:]
 
+    def ask_to_stop(self) -> None:
+        """Close stdin, the worker's cue to exit, without waiting (to stop several at once)."""
+        stdin = self._popen.stdin
+        if stdin is not None and not stdin.closed:
+            with contextlib.suppress(OSError):  # it is gone already
+                stdin.close()
+
     def stop(self, timeout: float = _STOP_TIMEOUT_S) -> int:
         """Close stdin (the worker's cue to exit), wait, kill if it lingers; the exit code."""
         popen = self._popen
         try:
-            if popen.stdin is not None and not popen.stdin.closed:
-                with contextlib.suppress(OSError):  # it is gone already
-                    popen.stdin.close()
+            self.ask_to_stop()
             try:
                 popen.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -1,4 +1,4 @@
-"""The results table (edabus as a ratio to raw zenoh-python) and the JSON record."""
+"""The results table (the rows of `_rows`, edabus next to its reference and Pykka) and the JSON record."""
 
 from __future__ import annotations
 
@@ -12,20 +12,21 @@ import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-__all__ = ["ScenarioResult", "environment", "format_table", "write_json"]
+from ._rows import Row
 
-Kind = Literal["throughput", "latency"]
+__all__ = ["ScenarioResult", "environment", "format_markdown", "format_table", "write_json"]
 
 
 @dataclass(slots=True)
 class ScenarioResult:
-    """One scenario: a summary and the raw runs per variant; ``raw`` is the baseline."""
+    """One scenario: a summary and the runs per variant (``raw``, ``edabus``, ``pykka``...)."""
 
     name: str
     title: str
-    kind: Kind
+    kind: str  # throughput, latency, memory or cluster
+    seconds: float = 0.0  # how long the scenario took, every repeat
     summaries: dict[str, dict[str, float]] = field(default_factory=dict)
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -81,6 +82,7 @@ def environment() -> dict[str, Any]:
         "eclipse-zenoh": _version("eclipse-zenoh"),
         "msgspec": _version("msgspec"),
         "anyio": _version("anyio"),
+        "pykka": _version("pykka"),
         "edabus": _version("edabus"),
         "commit": _commit(),
         # Other work on the machine skews every figure: note the load around the run.
@@ -88,53 +90,53 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
     if math.isnan(value):
         return "n/a"
-    return f"{value:,.0f}"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:,.{digits}f}"
 
 
-def _rows(result: ScenarioResult) -> list[tuple[str, str, str, str, str, str]]:
-    base = result.summaries.get("raw")
-    rows = []
-    throughput = [("rate", "msg/s")]
-    metrics = throughput if result.kind == "throughput" else [("p50_us", "p50 µs"), ("p99_us", "p99 µs")]
-    for metric, unit in metrics:
-        for variant, summary in result.summaries.items():
-            if variant == "raw":
-                continue
-            raw_value = base[metric] if base else math.nan
-            value = summary[metric]
-            ratio = value / raw_value if raw_value and not math.isnan(raw_value) else math.nan
-            lost = f"{int(base['lost']) if base else '-'} / {int(summary['lost'])}"
-            if result.kind == "throughput":
-                lost += f"{' (misrouted!)' if summary.get('misrouted') or (base and base.get('misrouted')) else ''}"
-            title = result.title if variant == "edabus" else f"{result.title}, {variant}"
-            rows.append((title, unit, _fmt(raw_value), _fmt(value), f"{ratio:.2f}", lost))
-    return rows
+_HEADER = ("row", "unit", "ref", "edabus", "pykka", "ratio", "target", "met", "lost")
 
 
-def format_table(results: list[ScenarioResult]) -> str:
-    """A plain-text table: raw, edabus, edabus ÷ raw and the lost counts."""
-    header = ("scenario", "unit", "raw zenoh", "edabus", "edabus/raw", "lost raw / edabus")
-    rows = [header] + [row for result in results for row in _rows(result)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    right = {2, 3, 4}
+def _cells(row: Row) -> tuple[str, ...]:
+    met = "-" if row.met is None else ("yes" if row.met else "no")
+    ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
+    return (
+        row.label,
+        row.unit,
+        _fmt(row.reference, row.digits),
+        _fmt(row.edabus, row.digits),
+        _fmt(row.pykka, row.digits),
+        ratio,
+        row.target.text() if row.target is not None else "-",
+        met,
+        row.lost,
+    )
+
+
+def format_table(rows: list[Row]) -> str:
+    """A plain-text table: reference, edabus and pykka figures, the ratio, the target and whether it is met."""
+    lines_in = [_HEADER, *(_cells(row) for row in rows)]
+    widths = [max(len(cells[i]) for cells in lines_in) for i in range(len(_HEADER))]
+    right = {2, 3, 4, 5, 6}
     lines = []
-    for n, row in enumerate(rows):
-        cells = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
+    for n, cells in enumerate(lines_in):
+        padded = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(cells)]
+        lines.append("  ".join(padded).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def format_markdown(results: list[ScenarioResult]) -> str:
+def format_markdown(rows: list[Row]) -> str:
     """The same table in Markdown, for docs/benchmarks.md."""
-    header = ("scenario", "unit", "raw zenoh", "edabus", "edabus/raw", "lost raw / edabus")
-    rows = [header] + [row for result in results for row in _rows(result)]
-    lines = ["| " + " | ".join(rows[0]) + " |", "|---|---|--:|--:|--:|--:|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    lines = ["| " + " | ".join(_HEADER) + " |", "|---|---|--:|--:|--:|--:|--:|---|---|"]
+    lines += ["| " + " | ".join(cell.strip() for cell in _cells(row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -150,16 +152,24 @@ def _finite(value: Any) -> Any:
 
 
 def write_json(
-    path: Path, results: list[ScenarioResult], settings: dict[str, Any], elapsed_s: float, env: dict[str, Any]
+    path: Path,
+    results: list[ScenarioResult],
+    rows: list[Row],
+    *,
+    settings: dict[str, Any],
+    elapsed_s: float,
+    env: dict[str, Any],
 ) -> None:
-    """Write every run and summary, the settings and the environment to ``path``."""
+    """Write the rows, every run and summary, the settings and the environment to ``path``."""
     record = {
         "command": " ".join(["python", "-m", "benchmarks", *sys.argv[1:]]),
         "settings": settings,
         "environment": env | {"loadavg_after": list(os.getloadavg())},
         "elapsed_s": elapsed_s,
+        "rows": [row.record() for row in rows],
         "scenarios": {
-            r.name: {"title": r.title, "kind": r.kind, "summary": r.summaries, "runs": r.runs} for r in results
+            r.name: {"title": r.title, "kind": r.kind, "seconds": r.seconds, "summary": r.summaries, "runs": r.runs}
+            for r in results
         },
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,14 +5,22 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 __all__ = [
+    "ClusterRun",
     "LatencyRun",
+    "MemoryRun",
+    "Run",
     "ThroughputRun",
     "latency_run",
     "percentile",
+    "run_record",
+    "summarize",
+    "summarize_cluster",
     "summarize_latency",
+    "summarize_memory",
     "summarize_throughput",
 ]
 
@@ -47,6 +55,59 @@ class LatencyRun:
     p99_us: float
     mean_us: float
     lost: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRun:
+    """One memory run: resident memory before and after ``count`` items were made, and how many live."""
+
+    count: int
+    rss_before: int
+    rss_after: int
+    live: int
+
+    @property
+    def per_item(self) -> float:
+        """Resident-memory growth per item, in bytes."""
+        return (self.rss_after - self.rss_before) / self.count if self.count else math.nan
+
+    @property
+    def lost(self) -> int:
+        """Items asked for but not live at the end (actors not activated, or evicted)."""
+        return abs(self.count - self.live)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRun:
+    """One round through a cluster: per node, arrivals taken off the bus and messages handled."""
+
+    messages: int
+    seconds: float
+    received: dict[str, int]
+    handled: dict[str, int]
+
+    def ratio(self, node: str) -> float:
+        """What ``node`` received for each message it handled (1.0: it saw only its own)."""
+        handled = self.handled[node]
+        return self.received[node] / handled if handled else math.inf
+
+    @property
+    def max_ratio(self) -> float:
+        """The highest received/handled over the nodes."""
+        return max((self.ratio(node) for node in self.handled), default=math.nan)
+
+    @property
+    def lost(self) -> int:
+        """Messages no node handled."""
+        return max(0, self.messages - sum(self.handled.values()))
+
+    @property
+    def misrouted(self) -> int:
+        """Messages handled more than once (by two nodes)."""
+        return max(0, sum(self.handled.values()) - self.messages)
+
+
+Run = ThroughputRun | LatencyRun | MemoryRun | ClusterRun
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -91,3 +152,52 @@ def summarize_latency(runs: Sequence[LatencyRun]) -> dict[str, float]:
         "mean_us": statistics.median(r.mean_us for r in runs),
         "lost": sum(r.lost for r in runs),
     }
+
+
+def summarize_memory(runs: Sequence[MemoryRun]) -> dict[str, float]:
+    """The median growth per item over runs, its spread, and the total lost."""
+    per_item = [r.per_item for r in runs]
+    return {
+        "bytes_per_item": statistics.median(per_item),
+        "bytes_per_item_min": min(per_item),
+        "bytes_per_item_max": max(per_item),
+        "lost": sum(r.lost for r in runs),
+    }
+
+
+def summarize_cluster(runs: Sequence[ClusterRun]) -> dict[str, float]:
+    """The median over rounds of the highest received/handled of any node; rate, lost, handled twice."""
+    nodes = sorted({node for r in runs for node in r.handled})
+    summary = {
+        "max_ratio": statistics.median(r.max_ratio for r in runs),
+        "rate": statistics.median(r.messages / r.seconds if r.seconds > 0 else 0.0 for r in runs),
+        "lost": sum(r.lost for r in runs),
+        "misrouted": sum(r.misrouted for r in runs),
+    }
+    for node in nodes:
+        summary[f"ratio {node}"] = statistics.median(r.ratio(node) for r in runs if node in r.handled)
+    return summary
+
+
+def summarize(runs: Sequence[Run]) -> dict[str, float]:
+    """The summary that fits the runs' kind (all runs of one variant are of one kind)."""
+    first = runs[0]
+    if isinstance(first, ThroughputRun):
+        return summarize_throughput([r for r in runs if isinstance(r, ThroughputRun)])
+    if isinstance(first, LatencyRun):
+        return summarize_latency([r for r in runs if isinstance(r, LatencyRun)])
+    if isinstance(first, MemoryRun):
+        return summarize_memory([r for r in runs if isinstance(r, MemoryRun)])
+    return summarize_cluster([r for r in runs if isinstance(r, ClusterRun)])
+
+
+def run_record(run: Run) -> dict[str, Any]:
+    """One run as a JSON-ready dict, derived figures included."""
+    record = asdict(run)
+    if isinstance(run, ThroughputRun):
+        record["rate"] = run.rate
+    elif isinstance(run, MemoryRun):
+        record["bytes_per_item"] = run.per_item
+    elif isinstance(run, ClusterRun):
+        record["max_ratio"] = run.max_ratio
+    return record

@@ -12,6 +12,10 @@ Roles (JSON arguments in brackets):
 - ``raw-client`` / ``edabus-client`` [endpoint, requests, warmup, mixed]: time requests
   (the edabus server also declares the raw server's token; ``mixed`` makes an
   edabus client wait for that token).
+- ``raw-memory`` / ``edabus-memory`` [count, timeout]: resident memory per item
+  (see `benchmarks._memory`).
+- ``edabus-node`` [endpoint, node, members, timeout]: one node of a cluster, ready
+  once its group sees ``members`` members, up until stdin closes (see `benchmarks._cluster`).
 
 Any role also takes ``cpu``: run on that one CPU only. Every session is a
 client of the router, with multicast scouting off, and is closed from the main
@@ -35,27 +39,16 @@ import zenoh
 import edabus
 from edabus._config import make_config
 
+from ._cluster import edabus_node
 from ._loops import RawServer, RawSink, edabus_publish, edabus_requests, raw_publish, raw_requests
+from ._memory import edabus_memory, raw_memory
 from ._model import APP, APP_NAME, GET_PATTERN, TICK_PATTERN, Sink, Tally, misrouted, quiet_logging
-from ._procs import READY, RESULT
+from ._procs import say_ready, say_result, wait_stdin_closed
 
 # Liveliness tokens that say "ready" (S105 mistakes the names for secrets).
 SINK_TOKEN = "bench/ready/sink"  # noqa: S105
 SERVER_TOKEN = "bench/ready/server"  # noqa: S105
 _LIVE_TIMEOUT_S = 30.0
-
-
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def _report(record: dict[str, Any]) -> None:
-    _say(RESULT + json.dumps(record))
-
-
-def _wait_stdin_closed() -> None:
-    sys.stdin.read()
 
 
 def _wait_token(session: zenoh.Session, key: str, timeout: float) -> None:
@@ -97,8 +90,8 @@ def router(args: dict[str, Any]) -> None:
     """A Python Zenoh router, up until stdin closes."""
     config = make_config(listen=f"tcp/127.0.0.1:{args['port']}", mode="router")
     with zenoh.open(config):
-        _say(READY)
-        _wait_stdin_closed()
+        say_ready()
+        wait_stdin_closed()
 
 
 def raw_sink(args: dict[str, Any]) -> None:
@@ -110,13 +103,13 @@ def raw_sink(args: dict[str, Any]) -> None:
     with zenoh.open(_client(args["endpoint"])) as session:
         sub = session.declare_subscriber(TICK_PATTERN, sink.on_sample)
         token = session.liveliness().declare_token(SINK_TOKEN)
-        _say(READY)
+        say_ready()
         last = -1
         while not done.wait(idle) and sink.tally.total != last:
             last = sink.tally.total
         token.undeclare()
         sub.undeclare()
-    _report(_sink_record(sink.tally, expected, mark, sink.counts))
+    say_result(_sink_record(sink.tally, expected, mark, sink.counts))
 
 
 def raw_pub(args: dict[str, Any]) -> None:
@@ -125,8 +118,8 @@ def raw_pub(args: dict[str, Any]) -> None:
         _wait_token(session, SINK_TOKEN, _LIVE_TIMEOUT_S)
         started = time.perf_counter()
         raw_publish(session, int(args["start"]), int(args["stop"]))
-        _report({"published": int(args["stop"]) - int(args["start"]), "seconds": time.perf_counter() - started})
-        _wait_stdin_closed()
+        say_result({"published": int(args["stop"]) - int(args["start"]), "seconds": time.perf_counter() - started})
+        wait_stdin_closed()
 
 
 async def edabus_sink(args: dict[str, Any]) -> None:
@@ -138,7 +131,7 @@ async def edabus_sink(args: dict[str, Any]) -> None:
     async with edabus.connect(args["endpoint"]) as bus, edabus.Node(bus, [APP]) as node:
         # The raw token too, so that a raw publisher can feed this sink (a mixed run).
         token = bus.session.liveliness().declare_token(SINK_TOKEN)
-        _say(READY)
+        say_ready()
         last = -1
         while not done.is_set() and tally.total != last:
             last = tally.total
@@ -148,7 +141,7 @@ async def edabus_sink(args: dict[str, Any]) -> None:
         token.undeclare()
     record = _sink_record(tally, expected, mark, {key: actor.count for key, actor in Sink.instances.items()})
     record["handled_by_statistics"] = handled
-    _report(record)
+    say_result(record)
 
 
 async def edabus_pub(args: dict[str, Any]) -> None:
@@ -160,7 +153,7 @@ async def edabus_pub(args: dict[str, Any]) -> None:
             await bus.wait_for_group(APP_NAME, timeout=_LIVE_TIMEOUT_S)
         started = time.perf_counter()
         await edabus_publish(bus, int(args["start"]), int(args["stop"]))
-        _report({"published": int(args["stop"]) - int(args["start"]), "seconds": time.perf_counter() - started})
+        say_result({"published": int(args["stop"]) - int(args["start"]), "seconds": time.perf_counter() - started})
 
 
 def raw_server(args: dict[str, Any]) -> None:
@@ -169,8 +162,8 @@ def raw_server(args: dict[str, Any]) -> None:
     with zenoh.open(_client(args["endpoint"])) as session:
         queryable = session.declare_queryable(GET_PATTERN, server.on_query, complete=True)
         token = session.liveliness().declare_token(SERVER_TOKEN)
-        _say(READY)
-        _wait_stdin_closed()
+        say_ready()
+        wait_stdin_closed()
         token.undeclare()
         queryable.undeclare()
 
@@ -180,7 +173,7 @@ def raw_client(args: dict[str, Any]) -> None:
     with zenoh.open(_client(args["endpoint"])) as session:
         _wait_token(session, SERVER_TOKEN, _LIVE_TIMEOUT_S)
         run = raw_requests(session, int(args["requests"]), warmup=int(args["warmup"]))
-    _report(
+    say_result(
         {"requests": run.requests, "p50_us": run.p50_us, "p99_us": run.p99_us, "mean_us": run.mean_us, "lost": run.lost}
     )
 
@@ -191,8 +184,8 @@ async def edabus_server(args: dict[str, Any]) -> None:
     async with edabus.connect(args["endpoint"]) as bus, edabus.Node(bus, [APP]):
         # The raw token too, so that a raw client can time this node (a mixed run).
         token = bus.session.liveliness().declare_token(SERVER_TOKEN)
-        _say(READY)
-        await anyio.to_thread.run_sync(_wait_stdin_closed)
+        say_ready()
+        await anyio.to_thread.run_sync(wait_stdin_closed)
         token.undeclare()
 
 
@@ -204,7 +197,7 @@ async def edabus_client(args: dict[str, Any]) -> None:
         else:
             await bus.wait_for_group(APP_NAME, timeout=_LIVE_TIMEOUT_S)
         run = await edabus_requests(bus, int(args["requests"]), warmup=int(args["warmup"]))
-    _report(
+    say_result(
         {"requests": run.requests, "p50_us": run.p50_us, "p99_us": run.p99_us, "mean_us": run.mean_us, "lost": run.lost}
     )
 
@@ -215,12 +208,15 @@ _SYNC: dict[str, Callable[[dict[str, Any]], None]] = {
     "raw-pub": raw_pub,
     "raw-server": raw_server,
     "raw-client": raw_client,
+    "raw-memory": raw_memory,
 }
 _ASYNC = {
     "edabus-sink": edabus_sink,
     "edabus-pub": edabus_pub,
     "edabus-server": edabus_server,
     "edabus-client": edabus_client,
+    "edabus-memory": edabus_memory,
+    "edabus-node": edabus_node,
 }
 ROLES = sorted([*_SYNC, *_ASYNC])
 
