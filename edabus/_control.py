@@ -6,18 +6,51 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
+import structlog
 import zenoh
 
 from ._exceptions import DecodeError
 from ._message import decode_message, encode
-from ._wire import CatalogEntry, ErrorReply, NodeCatalog, ValidateRequest
+from ._wire import (
+    CatalogEntry,
+    ErrorReply,
+    NodeCatalog,
+    ValidateRequest,
+    actors_key,
+    barrier_key,
+    catalog_key,
+    stats_key,
+)
 
 if TYPE_CHECKING:
+    from ._node import Node
     from ._supervisor import Supervisor
 
-__all__ = ["catalog", "validate"]
+__all__ = ["answer_control", "catalog", "validate"]
 
 _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
+log = structlog.get_logger(__name__)
+
+
+def answer_control(node: Node, kind: str, query: zenoh.Query) -> None:
+    """Answer one of a node's own queries (on the loop, in the order they came)."""
+    node_id = node.node_id
+    try:
+        # Reply on this node's own key, so a reply to `@edabus/node/*/...` names its node.
+        if kind == "barrier":
+            query.reply(barrier_key(node_id), b"")
+        elif kind == "catalog":
+            query.reply(catalog_key(node_id), encode(catalog(node_id, node.supervisors.values())))
+        elif kind == "stats":
+            query.reply(stats_key(node_id), encode(node.statistics()))
+        elif kind == "actors":
+            query.reply(actors_key(node_id), encode(node.live_actors()))
+        elif kind == "validate":
+            validate(query, node.supervisors.values())
+    except zenoh.ZError:
+        log.debug("node.reply_failed", kind=kind)
+    finally:
+        query.drop()
 
 
 def catalog(node_id: str, supervisors: Iterable[Supervisor]) -> NodeCatalog:

@@ -8,7 +8,7 @@ import zenoh
 
 from ._wire import Meta, decode_meta
 
-__all__ = ["Envelope", "envelope_of"]
+__all__ = ["Envelope", "envelope_of", "query_envelope"]
 
 
 class Envelope(NamedTuple):
@@ -30,5 +30,16 @@ def envelope_of(sample: zenoh.Sample) -> Envelope:
     return Envelope(
         str(sample.key_expr),
         sample.payload.to_bytes(),
+        attachment.to_bytes() if attachment is not None else None,
+    )
+
+
+def query_envelope(query: zenoh.Query) -> Envelope:
+    """The envelope of a request (a query): its key, payload and attachment."""
+    payload = query.payload
+    attachment = query.attachment
+    return Envelope(
+        str(query.key_expr),
+        payload.to_bytes() if payload is not None else b"",
         attachment.to_bytes() if attachment is not None else None,
     )

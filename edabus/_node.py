@@ -22,14 +22,17 @@ import structlog
 import zenoh
 
 from ._bridge import DEFAULT_OVERFLOW_LIMIT, DEFAULT_STALL_TIMEOUT, Inbox
-from ._bus import Envelope, envelope_of
-from ._control import catalog, validate
+from ._bus import envelope_of
+from ._control import answer_control
+from ._envelope import query_envelope
 from ._exceptions import ActorStopped, EdabusError, MailboxFull
 from ._gpus import local_gpus
 from ._ingest import Lane, Puller, covering_pattern
 from ._membership import Membership
-from ._message import Message, encode
+from ._message import Message
 from ._statistics import SupervisorStatistics
+from ._store import close_stores, stores_of
+from ._watch import MEMBERS, MemberWatch
 from ._wire import (
     PREFIX,
     ValidateRequest,
@@ -58,24 +61,12 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_INBOX_SIZE = 10_000  # per group
 DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages finish
-JOIN_BARRIER_TIMEOUT = 2.0  # a new member that does not answer is counted in after this
 _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
 
 
-def _query_envelope(query: zenoh.Query) -> Envelope:
-    payload = query.payload
-    attachment = query.attachment
-    return Envelope(
-        str(query.key_expr),
-        payload.to_bytes() if payload is not None else b"",
-        attachment.to_bytes() if attachment is not None else None,
-    )
-
-
 # A group inbox holds arrivals (message type, envelope, query) and membership changes
-# (_MEMBERS, apply, None), in the order Zenoh delivered them.
+# (MEMBERS, apply, None), in the order Zenoh delivered them.
 Arrival = tuple[Any, Any, zenoh.Query | None]
-_MEMBERS = object()
 
 
 class Node:
@@ -169,7 +160,7 @@ class Node:
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
         try:
-            for store in self._stores():
+            for store in stores_of(self.supervisors.values()):
                 await store.open()
                 self._opened.append(store)
             self._control = Inbox(4096, name="control")
@@ -208,22 +199,9 @@ class Node:
         log.info("node.started", node=self.node_id, groups=[f"{a}/{g}" for a, g in self.supervisors], gpus=self.gpus)
         return self
 
-    def _stores(self) -> list[StateStore]:
-        """The state stores of the hosted groups, each once."""
-        stores: list[StateStore] = []
-        for sup in self.supervisors.values():
-            store = sup.durability.store if sup.durability is not None else None
-            if store is not None and all(store is not known for known in stores):
-                stores.append(store)
-        return stores
-
     async def _close_stores(self) -> None:
         opened, self._opened = self._opened, []
-        for store in opened:
-            try:
-                await store.close()
-            except Exception:
-                log.exception("node.store_close_failed", store=repr(store))
+        await close_stores(opened)
 
     def _declare_routes(self) -> None:
         """Each group's routes, all pushing into the group's inbox in wire order (see `_ingest`).
@@ -252,7 +230,7 @@ class Node:
                     query: zenoh.Query, push: Any = push, t: type[Message] = message_type, flush: Any = flush
                 ) -> None:
                     flush()
-                    push((t, _query_envelope(query), query))
+                    push((t, query_envelope(query), query))
 
                 origin = zenoh.Locality.SESSION_LOCAL if lane is not None else zenoh.Locality.ANY
                 self._declared.append(
@@ -267,7 +245,7 @@ class Node:
         self._puller.start()
         assert self._control is not None  # noqa: S101 - made in __aenter__
         control = self._control.push
-        answer = self._answer_control
+        answer = functools.partial(answer_control, self)
         for kind, key in (
             ("barrier", barrier_key(self.node_id)),
             ("catalog", catalog_key(self.node_id)),
@@ -295,6 +273,9 @@ class Node:
 
         return flush
 
+    def _flush_group(self, sup: Supervisor) -> None:
+        self._flusher(self._lanes.get(sup))()
+
     def _flush_all(self) -> None:
         for lane in self._lanes.values():
             self._flusher(lane)()
@@ -305,7 +286,7 @@ class Node:
         while batch := await inbox.get_batch():
             self._dispatching.add(sup)
             for message_type, envelope, query in batch:
-                if message_type is _MEMBERS:
+                if message_type is MEMBERS:
                     envelope()  # a membership change, in its place among the arrivals
                     continue
                 await deliver(message_type, envelope, query)
@@ -321,74 +302,17 @@ class Node:
                 )
 
     def _watch_members(self) -> None:
-        """Follow each group's member tokens; a change takes effect in the group's inbox order.
-
-        A departure is pushed into the group's inbox from Zenoh's thread, so the arrivals
-        before it are judged with the old members. A join is confirmed first with a barrier
-        query to the new member: its reply leaves the router after the new member's
-        subscriptions were known there, so every arrival behind the reply also reached the
-        new member, and every arrival ahead of it is still ours to judge (ZENOH_NOTES §10).
-        """
+        """Follow each group's member tokens; each change takes effect in the group's inbox order."""
         assert self._control is not None  # noqa: S101 - made in __aenter__
-        control = self._control.push
-        for sup in self.memberships:
-            push = self._inboxes[sup].push
-
-            def on_change(sample: zenoh.Sample, sup: Supervisor = sup, push: Any = push) -> None:
-                parsed = parse_member_key(str(sample.key_expr))
-                if parsed is None or parsed[2] == self.node_id:
-                    return
-                node, gpus = parsed[2], parsed[3]
-                if sample.kind == zenoh.SampleKind.PUT:
-                    control(functools.partial(self._confirm_join, sup, node, gpus))
-                else:
-                    membership = self.memberships[sup]
-                    self._flusher(self._lanes.get(sup))()
-                    push((_MEMBERS, functools.partial(self._member_changed, membership, left={node}), None))
-
-            self._declared.append(
-                self.bus.session.liveliness().declare_subscriber(
-                    member_key(sup.app, sup.name), zenoh.handlers.Callback(on_change, indirect=False), history=True
-                )
+        for sup, membership in self.memberships.items():
+            watch = MemberWatch(
+                self.bus,
+                membership,
+                push=self._inboxes[sup].push,
+                flush=functools.partial(self._flush_group, sup),  # its lane is made later
+                control=self._control.push,
             )
-
-    def _confirm_join(self, sup: Supervisor, node: str, gpus: int) -> None:
-        """Ask the new member for a barrier reply; apply the join in the group's inbox after it."""
-        if self.bus.closed:
-            return
-        push = self._inboxes[sup].push
-        change = functools.partial(self._member_changed, self.memberships[sup], joined={node: gpus})
-
-        def on_reply(_reply: zenoh.Reply) -> None:
-            pass  # the reply matters only for when it comes: on_final follows it
-
-        flush = self._flusher(self._lanes.get(sup))
-
-        def on_final() -> None:  # Zenoh's thread, after the reply (or the timeout)
-            flush()
-            push((_MEMBERS, change, None))
-
-        self.bus.session.get(
-            barrier_key(node),
-            zenoh.handlers.Callback(on_reply, on_final, indirect=False),
-            target=zenoh.QueryTarget.ALL,
-            timeout=JOIN_BARRIER_TIMEOUT,
-        )
-
-    def _member_changed(
-        self, membership: Membership, *, joined: dict[str, int] | None = None, left: set[str] | None = None
-    ) -> None:
-        if membership.update(joined=joined, left=left):
-            log.info(
-                "node.members_changed",
-                app=membership.app,
-                group=membership.group,
-                members=list(membership.members),
-                owners=list(membership.owners),
-                node=self.node_id,
-                joined=sorted(joined or ()),
-                left=sorted(left or ()),
-            )
+            self._declared.append(watch.declare())
 
     async def _serve_control(self, inbox: Inbox[Callable[[], None]]) -> None:
         """Answer the node's own queries.
@@ -399,24 +323,6 @@ class Node:
         while batch := await inbox.get_batch():
             for task in batch:
                 task()
-
-    def _answer_control(self, kind: str, query: zenoh.Query) -> None:
-        try:
-            # Reply on this node's own key, so a reply to `@edabus/node/*/...` names its node.
-            if kind == "barrier":
-                query.reply(barrier_key(self.node_id), b"")
-            elif kind == "catalog":
-                query.reply(catalog_key(self.node_id), encode(catalog(self.node_id, self.supervisors.values())))
-            elif kind == "stats":
-                query.reply(stats_key(self.node_id), encode(self.statistics()))
-            elif kind == "actors":
-                query.reply(actors_key(self.node_id), encode(self.live_actors()))
-            elif kind == "validate":
-                validate(query, self.supervisors.values())
-        except zenoh.ZError:
-            log.debug("node.reply_failed", kind=kind)
-        finally:
-            query.drop()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

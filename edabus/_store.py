@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import anyio
 import structlog
@@ -25,7 +25,20 @@ import structlog
 from ._bridge import Waker
 from ._exceptions import EdabusError, StaleStateError
 
-__all__ = ["Load", "MemoryStore", "Save", "StaleStateError", "StateStore", "StoreThread", "Stored"]
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+
+__all__ = [
+    "Load",
+    "MemoryStore",
+    "Save",
+    "StaleStateError",
+    "StateStore",
+    "StoreThread",
+    "Stored",
+    "close_stores",
+    "stores_of",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +70,25 @@ class StateStore(Protocol):
             StaleStateError: the row is at another version (or exists when ``version`` is 0).
 
         """
+
+
+def stores_of(supervisors: Iterable[Supervisor]) -> list[StateStore]:
+    """The state stores of these groups, each once (a node opens them before its actors start)."""
+    stores: list[StateStore] = []
+    for sup in supervisors:
+        store = sup.durability.store if sup.durability is not None else None
+        if store is not None and all(store is not known for known in stores):
+            stores.append(store)
+    return stores
+
+
+async def close_stores(stores: Iterable[StateStore]) -> None:
+    """Close each store; one that fails is logged and does not keep the others open."""
+    for store in stores:
+        try:
+            await store.close()
+        except Exception:
+            log.exception("node.store_close_failed", store=repr(store))
 
 
 class MemoryStore:
