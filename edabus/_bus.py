@@ -224,7 +224,7 @@ class Bus:
         try:
             with anyio.fail_after(timeout + 1.0):
                 # Groups of our own node are asked in-process; Zenoh carries it to the others.
-                remote = self.local_routes.serve(key, payload, attachment, replies) if self.local_routes else None
+                remote = await self.local_routes.serve(key, payload, attachment, replies) if self.local_routes else None
                 if remote is False:
                     replies.part_done()  # no other process serves it: no Zenoh query
                 else:

@@ -15,7 +15,7 @@ so a request sent after it is queued behind it, as through Zenoh.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import zenoh
@@ -86,7 +86,7 @@ class LocalQuery:
             self._replies.part_done()
 
 
-Push = Callable[[tuple[type["Message"], Envelope, Any]], None]
+Deliver = Callable[[type["Message"], Envelope, Any], Awaitable[None]]
 
 
 class LocalRoutes:
@@ -94,7 +94,7 @@ class LocalRoutes:
 
     def __init__(self, session: zenoh.Session) -> None:
         self._session = session
-        self._routes: list[tuple[type[Message], Push]] = []
+        self._routes: list[tuple[type[Message], Deliver]] = []
         self._queriers: dict[str, zenoh.Querier] = {}
         self._listeners: list[Any] = []
         self._remote_now: dict[str, bool] = {}  # pattern: a queryable of another process matches it
@@ -102,9 +102,9 @@ class LocalRoutes:
     def __bool__(self) -> bool:
         return bool(self._routes)
 
-    def add(self, message_type: type[Message], push: Push) -> None:
-        """Serve ``message_type`` requests by pushing them into a group's inbox."""
-        self._routes.append((message_type, push))
+    def add(self, message_type: type[Message], deliver: Deliver) -> None:
+        """Serve ``message_type`` requests with ``deliver`` (into a group, in its arrival order)."""
+        self._routes.append((message_type, deliver))
 
     def clear(self) -> None:
         """The node stops: requests go through Zenoh again."""
@@ -117,19 +117,20 @@ class LocalRoutes:
         self._queriers.clear()
         self._remote_now.clear()
 
-    def serve(self, key: str, payload: bytes, attachment: bytes, replies: Replies) -> bool | None:
-        """Push the request to every local group whose type matches ``key``.
+    async def serve(self, key: str, payload: bytes, attachment: bytes, replies: Replies) -> bool | None:
+        """Give the request to every local group whose type matches ``key``.
 
         Returns None when no local group serves it (send it through Zenoh as usual);
         else whether a queryable of another process may serve it too.
         """
-        routes = [(t, push) for t, push in self._routes if t.__edabus_key__.parse(key) is not None]  # type: ignore[union-attr]
+        routes = [(t, deliver) for t, deliver in self._routes if t.__edabus_key__.parse(key) is not None]  # type: ignore[union-attr]
         if not routes:
             return None
         replies.expect(len(routes))
-        for message_type, push in routes:
-            push((message_type, Envelope(key, payload, attachment), LocalQuery(key, replies)))
-        return any(self._remote(t) for t, _ in routes)
+        remote = any(self._remote(t) for t, _ in routes)
+        for message_type, deliver in routes:
+            await deliver(message_type, Envelope(key, payload, attachment), LocalQuery(key, replies))
+        return remote
 
     def _remote(self, message_type: type[Message]) -> bool:
         pattern = message_type.__edabus_key__.pattern  # type: ignore[union-attr]

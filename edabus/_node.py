@@ -24,7 +24,7 @@ import zenoh
 from ._bridge import DEFAULT_OVERFLOW_LIMIT, DEFAULT_STALL_TIMEOUT, Inbox
 from ._bus import envelope_of
 from ._control import answer_control
-from ._envelope import query_envelope
+from ._envelope import Envelope, query_envelope
 from ._exceptions import ActorStopped, EdabusError, MailboxFull
 from ._gpus import local_gpus
 from ._ingest import Lane, Puller, covering_pattern
@@ -221,7 +221,7 @@ class Node:
                 self._lanes[sup] = lane
             flush = self._flusher(lane)
             for pattern, message_type in patterns.items():
-                self.bus.local_routes.add(message_type, push)  # our own requests skip Zenoh (`_local`)
+                self.bus.local_routes.add(message_type, functools.partial(self._deliver_local, sup))
 
                 def on_sample(sample: zenoh.Sample, push: Any = push, t: type[Message] = message_type) -> None:
                     push((t, envelope_of(sample), None))
@@ -260,6 +260,16 @@ class Node:
                 control(functools.partial(answer, kind, query))
 
             self._declared.append(session.declare_queryable(key, zenoh.handlers.Callback(on_control, indirect=False)))
+
+    async def _deliver_local(
+        self, sup: Supervisor, message_type: type[Message], envelope: Envelope, query: Any
+    ) -> None:
+        """A request from our own bus (`_local`): straight to the group when nothing waits before it."""
+        inbox = self._inboxes[sup]
+        if len(inbox) or sup in self._dispatching:
+            inbox.push((message_type, envelope, query))  # behind what came first
+        else:
+            await sup.deliver(message_type, envelope, query)
 
     def _flusher(self, lane: Lane | None) -> Callable[[], None]:
         """What a callback calls before it pushes: on Zenoh's thread, move the lane's queue in first."""
