@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._store import Load, Save, StaleStateError, Stored, StoreThread
+from ._store import Load, Save, StaleStateError, Stored, ThreadedStore
 
 if TYPE_CHECKING:
     import psycopg
@@ -38,7 +38,7 @@ class _Connect(Load):
     """Not a read: asks the store's thread to connect, so that `open` fails on a bad DSN."""
 
 
-class PostgresStore:
+class PostgresStore(ThreadedStore):
     """Actor state in a table on a PostgreSQL server (the table is created if missing).
 
     Args:
@@ -60,11 +60,9 @@ class PostgresStore:
             raise ValueError(msg)
         self.dsn = dsn
         self.table = table
-        self.batches = 0
         self._sql = _sql(table)
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
-        self._thread = StoreThread(f"edabus-postgres:{table}", self._run_batch, self._disconnect)
-        self._opened = 0
+        super().__init__(f"edabus-postgres:{table}")
 
     def __repr__(self) -> str:
         # The DSN may carry a password: show only the table.
@@ -72,29 +70,12 @@ class PostgresStore:
 
     async def open(self) -> None:
         """Start the store's thread and connect on it; raises if the server cannot be reached."""
-        self._opened += 1
-        self._thread.start()
+        await super().open()
         try:
             await self._thread.call(_Connect("", ""))
         except Exception:
             await self.close()
             raise
-
-    async def close(self) -> None:
-        """Finish queued writes and close the connection (after the last user closes)."""
-        self._opened = max(0, self._opened - 1)
-        if self._opened == 0:
-            await self._thread.stop()
-
-    async def load(self, namespace: str, key: str) -> Stored | None:
-        """The row of ``key``, or None."""
-        result: Stored | None = await self._thread.call(Load(namespace, key))
-        return result
-
-    async def save(self, namespace: str, key: str, data: bytes, version: int) -> int:
-        """Write ``data`` if the row is at ``version``; the new version."""
-        result: int = await self._thread.call(Save(namespace, key, data, version))
-        return result
 
     # -- on the store's thread -----------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ._store import Load, Save, StaleStateError, Stored, StoreThread
+from ._store import Load, Save, StaleStateError, Stored, ThreadedStore
 
 __all__ = ["SQLiteStore"]
 
@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS edabus_state (
 """
 
 
-class SQLiteStore:
+class SQLiteStore(ThreadedStore):
     """Actor state in a SQLite file (created if missing).
 
     Args:
@@ -45,34 +45,11 @@ class SQLiteStore:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self.durable = durable
-        self.batches = 0
         self._db: sqlite3.Connection | None = None
-        self._thread = StoreThread(f"edabus-sqlite:{self.path.name}", self._run_batch, self._disconnect)
-        self._opened = 0
+        super().__init__(f"edabus-sqlite:{self.path.name}")
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
-
-    async def open(self) -> None:
-        """Start the store's thread; the connection is made on it."""
-        self._opened += 1
-        self._thread.start()
-
-    async def close(self) -> None:
-        """Finish queued writes and close the connection (after the last user closes)."""
-        self._opened = max(0, self._opened - 1)
-        if self._opened == 0:
-            await self._thread.stop()
-
-    async def load(self, namespace: str, key: str) -> Stored | None:
-        """The row of ``key``, or None."""
-        result: Stored | None = await self._thread.call(Load(namespace, key))
-        return result
-
-    async def save(self, namespace: str, key: str, data: bytes, version: int) -> int:
-        """Write ``data`` if the row is at ``version``; the new version."""
-        result: int = await self._thread.call(Save(namespace, key, data, version))
-        return result
 
     # -- on the store's thread -----------------------------------------------------------
 

@@ -36,6 +36,7 @@ __all__ = [
     "StateStore",
     "StoreThread",
     "Stored",
+    "ThreadedStore",
     "close_stores",
     "stores_of",
 ]
@@ -232,3 +233,43 @@ class StoreThread:
                 pending.wake(pending.done.set)
             if stop:
                 return
+
+
+class ThreadedStore:
+    """What the database stores share: a thread of their own, opened and closed by each node that uses them.
+
+    Subclasses give ``_run_batch`` (on the thread: one result or exception per request)
+    and ``_disconnect`` (on the thread, when it ends).
+    """
+
+    def __init__(self, thread_name: str) -> None:
+        self.batches = 0
+        self._thread = StoreThread(thread_name, self._run_batch, self._disconnect)
+        self._opened = 0
+
+    async def open(self) -> None:
+        """Start the store's thread (idempotent; counted per user)."""
+        self._opened += 1
+        self._thread.start()
+
+    async def close(self) -> None:
+        """Finish queued writes and close the connection (after the last user closes)."""
+        self._opened = max(0, self._opened - 1)
+        if self._opened == 0:
+            await self._thread.stop()
+
+    async def load(self, namespace: str, key: str) -> Stored | None:
+        """The row of ``key``, or None."""
+        result: Stored | None = await self._thread.call(Load(namespace, key))
+        return result
+
+    async def save(self, namespace: str, key: str, data: bytes, version: int) -> int:
+        """Write ``data`` if the row is at ``version``; the new version."""
+        result: int = await self._thread.call(Save(namespace, key, data, version))
+        return result
+
+    def _run_batch(self, batch: list[Load | Save]) -> list[object]:
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError

@@ -1,9 +1,9 @@
-"""A keyed app with durable state and reliable deposits: for failover tests that count every unit.
+"""The vault example (examples/vault.py) with its store named by the environment: for failover tests.
 
 Each `Vault` keeps its balance in a `Holdings` state saved to the store named by
-the environment variable ``EDABUS_TEST_STORE``: a SQLite file path, or a
-PostgreSQL DSN (``host=...``), with the table in ``EDABUS_TEST_TABLE``. A node
-that dies leaves its balances in the store, where the next owner finds them.
+``EDABUS_TEST_STORE``: a SQLite file path, or a PostgreSQL DSN (``host=...``),
+with the table in ``EDABUS_TEST_TABLE``. A node that dies leaves its balances in
+the store, where the next owner finds them.
 
 Host it: ``EDABUS_TEST_STORE=/tmp/v.db edabus run tests.cluster.vault_app:app``.
 """
@@ -12,41 +12,10 @@ from __future__ import annotations
 
 import os
 
-import msgspec
-
 import edabus
+from examples.vault import Deposit, GetHoldings, Holdings, Vault
 
-
-class Deposit(edabus.Message, key="vault/{account}/deposit", reliable=True):
-    account: str
-    amount: int
-
-
-class GetHoldings(edabus.Message, key="vault/{account}/holdings"):
-    account: str
-
-
-class Holdings(msgspec.Struct):
-    balance: int = 0
-    deposits: int = 0
-
-
-class Vault(edabus.Actor):
-    """One per account; its holdings survive passivation, restarts and its node's death."""
-
-    state: Holdings
-
-    def __init__(self, account: str) -> None:
-        self.account = account
-
-    @edabus.handler
-    async def deposit(self, msg: Deposit) -> None:
-        self.state.balance += msg.amount
-        self.state.deposits += 1
-
-    @edabus.handler
-    async def holdings(self, msg: GetHoldings) -> Holdings:
-        return self.state
+__all__ = ["Deposit", "GetHoldings", "Holdings", "Vault", "app", "store_from_env"]
 
 
 def store_from_env() -> edabus.StateStore:
