@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import zenoh
 
-from ._envelope import envelope_of
+from ._envelope import envelope_of, query_envelope
 
 if TYPE_CHECKING:
     from ._bridge import Inbox
     from ._message import Message
 
-__all__ = ["CHANNEL_SIZE", "Lane", "Puller", "covering_pattern"]
+__all__ = ["CHANNEL_SIZE", "GroupIntake", "Lane", "Puller", "covering_pattern"]
 
 log = structlog.get_logger(__name__)
 
@@ -154,6 +154,60 @@ class Lane:
             by_key.clear()
         by_key[key] = found
         return found
+
+
+class GroupIntake:
+    """One group's routes into its inbox: a lane for remote puts, callbacks for the rest.
+
+    Without a lane (its types cannot be covered), all puts come by callback too.
+    """
+
+    def __init__(
+        self, session: zenoh.Session, message_types: Iterable[type[Message]], inbox: Inbox[Any], loop_thread: int
+    ) -> None:
+        patterns = {t.__edabus_key__.pattern: t for t in message_types}  # type: ignore[union-attr]
+        cover = covering_pattern(patterns)
+        self.lane = Lane(session, cover, patterns, inbox) if cover is not None else None
+        self._loop_thread = loop_thread
+        self._declared: list[Any] = []
+        push = inbox.push
+        flush = self.flush
+        # Local puts (or, without a lane, all puts) by callback, synchronously, in order.
+        origin = zenoh.Locality.SESSION_LOCAL if self.lane is not None else zenoh.Locality.ANY
+        for pattern, message_type in patterns.items():
+
+            def on_sample(sample: zenoh.Sample, t: type[Message] = message_type) -> None:
+                push((t, envelope_of(sample), None))
+
+            def on_query(query: zenoh.Query, t: type[Message] = message_type) -> None:
+                flush()
+                push((t, query_envelope(query), query))
+
+            self._declared.append(
+                session.declare_subscriber(
+                    pattern, zenoh.handlers.Callback(on_sample, indirect=False), allowed_origin=origin
+                )
+            )
+            self._declared.append(session.declare_queryable(pattern, zenoh.handlers.Callback(on_query, indirect=False)))
+
+    def flush(self) -> None:
+        """Before a callback pushes: on Zenoh's thread, move the lane's queue into the inbox first.
+
+        The loop's own callbacks (local traffic) never wait for it.
+        """
+        if self.lane is not None and threading.get_ident() != self._loop_thread:
+            self.lane.flush()
+
+    def close(self, *, undeclare: bool) -> None:
+        """Move what the lane still holds into the inbox (ours to handle), then drop the routes."""
+        if self.lane is not None:
+            self.lane.move_all()
+            if undeclare:
+                self.lane.undeclare()
+        if undeclare:
+            for entity in self._declared:
+                entity.undeclare()
+        self._declared.clear()
 
 
 class Puller:

@@ -22,12 +22,11 @@ import structlog
 import zenoh
 
 from ._bridge import DEFAULT_OVERFLOW_LIMIT, DEFAULT_STALL_TIMEOUT, Inbox
-from ._bus import envelope_of
 from ._control import answer_control
-from ._envelope import Envelope, query_envelope
+from ._envelope import Envelope
 from ._exceptions import ActorStopped, EdabusError, MailboxFull
 from ._gpus import local_gpus
-from ._ingest import Lane, Puller, covering_pattern
+from ._ingest import GroupIntake, Puller
 from ._membership import Membership
 from ._message import Message
 from ._statistics import SupervisorStatistics
@@ -117,7 +116,7 @@ class Node:
         self._declared: list[Any] = []
         self._tokens: list[zenoh.LivelinessToken] = []
         self._opened: list[StateStore] = []
-        self._lanes: dict[Supervisor, Lane] = {}
+        self._intakes: dict[Supervisor, GroupIntake] = {}
         self._puller: Puller | None = None
         self._loop_thread = threading.get_ident()
 
@@ -213,35 +212,11 @@ class Node:
         """
         session = self.bus.session
         for sup, inbox in self._inboxes.items():
-            push = inbox.push
-            patterns = {t.__edabus_key__.pattern: t for t in sup.handlers}  # type: ignore[union-attr]
-            cover = covering_pattern(patterns)
-            lane = Lane(session, cover, patterns, inbox) if cover is not None else None
-            if lane is not None:
-                self._lanes[sup] = lane
-            flush = self._flusher(lane)
-            for pattern, message_type in patterns.items():
+            self._intakes[sup] = GroupIntake(session, sup.handlers, inbox, self._loop_thread)
+            for message_type in sup.handlers:
                 self.bus.local_routes.add(message_type, functools.partial(self._deliver_local, sup))
-
-                def on_sample(sample: zenoh.Sample, push: Any = push, t: type[Message] = message_type) -> None:
-                    push((t, envelope_of(sample), None))
-
-                def on_query(
-                    query: zenoh.Query, push: Any = push, t: type[Message] = message_type, flush: Any = flush
-                ) -> None:
-                    flush()
-                    push((t, query_envelope(query), query))
-
-                origin = zenoh.Locality.SESSION_LOCAL if lane is not None else zenoh.Locality.ANY
-                self._declared.append(
-                    session.declare_subscriber(
-                        pattern, zenoh.handlers.Callback(on_sample, indirect=False), allowed_origin=origin
-                    )
-                )
-                self._declared.append(
-                    session.declare_queryable(pattern, zenoh.handlers.Callback(on_query, indirect=False))
-                )
-        self._puller = Puller(list(self._lanes.values()), name=f"edabus-ingest:{self.node_id}")
+        lanes = [intake.lane for intake in self._intakes.values() if intake.lane is not None]
+        self._puller = Puller(lanes, name=f"edabus-ingest:{self.node_id}")
         self._puller.start()
         assert self._control is not None  # noqa: S101 - made in __aenter__
         control = self._control.push
@@ -271,24 +246,14 @@ class Node:
         else:
             await sup.deliver(message_type, envelope, query)
 
-    def _flusher(self, lane: Lane | None) -> Callable[[], None]:
-        """What a callback calls before it pushes: on Zenoh's thread, move the lane's queue in first."""
-        if lane is None:
-            return _nothing
-        loop_thread = self._loop_thread
-
-        def flush() -> None:
-            if threading.get_ident() != loop_thread:  # the loop's own (local) callbacks never wait
-                lane.flush()
-
-        return flush
-
     def _flush_group(self, sup: Supervisor) -> None:
-        self._flusher(self._lanes.get(sup))()
+        intake = self._intakes.get(sup)
+        if intake is not None:
+            intake.flush()
 
     def _flush_all(self) -> None:
-        for lane in self._lanes.values():
-            self._flusher(lane)()
+        for intake in self._intakes.values():
+            intake.flush()
 
     async def _dispatch(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:
         """Hand a group's arrivals to it, in arrival order (waiting while an actor's mailbox is full)."""
@@ -379,11 +344,9 @@ class Node:
         if self._puller is not None:
             self._puller.stop()()  # ends within its 1 ms poll
             self._puller = None
-        for lane in self._lanes.values():
-            lane.move_all()  # what reached us before the routes go is ours to handle
-            if not self.bus.closed:
-                lane.undeclare()
-        self._lanes.clear()
+        for intake in self._intakes.values():
+            intake.close(undeclare=not self.bus.closed)  # what reached us first is ours to handle
+        self._intakes.clear()
         if not self.bus.closed:
             for entity in self._declared:
                 entity.undeclare()
@@ -412,7 +375,3 @@ def _labels(tokens: Sequence[str]) -> Iterator[tuple[str, int]]:
         parsed = parse_member_key(token)
         if parsed is not None:
             yield parsed[2], parsed[3]
-
-
-def _nothing() -> None:
-    pass

@@ -78,5 +78,6 @@ async def test_remote_puts_of_several_types_then_a_request_arrive_in_wire_order(
         with anyio.fail_after(10):
             trail = await client.request(Total(account="a"), reply_type=list[int])
         assert trail == sent
-        lane = node._lanes[node.supervisor("Ledger")]
+        lane = node._intakes[node.supervisor("Ledger")].lane
+        assert lane is not None
         assert lane.passed == len(sent)
