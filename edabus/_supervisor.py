@@ -21,17 +21,18 @@ from ._actor import Actor, ActorContext, call_handler, call_hook, handlers_of
 from ._batching import one_reply_per_message
 from ._bus import Envelope
 from ._cell import Cell, Counters, Work
-from ._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionError, MailboxFull, StateError
-from ._letters import publish_dead_letter, publish_escalation
+from ._exceptions import ActorStopped, DecodeError, DefinitionError, MailboxFull, StateError
+from ._failures import FailureHandling
+from ._letters import publish_dead_letter
 from ._mailbox import Mailbox
 from ._message import Message, decode_message
-from ._policy import RestartPolicy, RestartWindow
+from ._policy import RestartPolicy
 from ._replies import reply, reply_error
 from ._statistics import SupervisorStatistics
 from ._timers import Timers
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable
 
     from anyio.abc import TaskGroup
 
@@ -50,7 +51,7 @@ _STOP_TIMEOUT_S = 5.0
 TIMER_ENVELOPE = Envelope("", b"")  # the envelope of a message an actor scheduled to itself
 
 
-class Supervisor:
+class Supervisor(FailureHandling):
     """What every supervisor kind shares; `_keyed` and `_pool` pick the actors."""
 
     kind = "abstract"
@@ -273,11 +274,6 @@ class Supervisor:
 
     # -- handling ----------------------------------------------------------------------------
 
-    def _window(self, cell: Cell) -> RestartWindow:
-        if cell.restarts is None:
-            cell.restarts = RestartWindow(self.policy)
-        return cell.restarts
-
     def state_key(self, cell: Cell) -> str:
         """The key the cell's state is stored under."""
         return str(cell.key)
@@ -345,75 +341,6 @@ class Supervisor:
             return results
         finally:
             self._counters.handler_seconds += time.perf_counter() - started
-
-    async def failed(self, cell: Cell, instance: Actor, works: Sequence[Work], exc: Exception) -> bool:
-        """A handler raised: answer or dead-letter ``works``, then apply the policy; False if the cell stops."""
-        self._counters.failed += len(works)
-        directive = self.policy.directive_for(exc)
-        self._log.warning(
-            "actor.failed",
-            key=cell.key,
-            message=type(works[0].msg).__name__,
-            batch=len(works),
-            error=repr(exc),
-            directive=directive,
-            exc_info=exc,
-        )
-        try:
-            await call_hook(instance.on_failure, exc, works[0].msg)
-        except Exception:  # noqa: BLE001 - a broken hook must not stop the group
-            self._log.exception("actor.on_failure_failed", key=cell.key)
-        for work in works:
-            if work.query is not None:
-                reply_error(work.query, exc)
-            if work.query is None or work.spec.message_type.__edabus_reliable__:  # a requester has its error
-                self.dead_letter(work.envelope, exc)
-        if directive == "resume":
-            return True
-        if directive == "stop":
-            await self.stop_instance(cell, save=False)
-            self.close_cell(cell, ActorStopped(f"{self.actor_cls.__name__}({cell.key!r}) stopped after {exc!r}"))
-            await self._after_stop(cell)
-            return False
-        attempt = self._window(cell).attempt()
-        if attempt is None and self.cpu_fallback and not self.on_cpu:
-            # A physics engine's move: the GPU keeps failing, so compute on the CPU instead.
-            self.on_cpu = True
-            self._log.warning("group.cpu_fallback", key=cell.key, error=repr(exc))
-            self._reset_window(cell)
-            attempt = self._window(cell).attempt()
-        if attempt is None:
-            await self._escalate(cell, exc)
-            return False
-        delay = self.policy.delay_for(attempt)
-        self._counters.restarts += 1
-        await self.stop_instance(cell, "actor.restarting", save=False, attempt=attempt, backoff=round(delay, 6))
-        await self.policy.sleep(delay)
-        if not await self.start_instance(cell):
-            await self._after_stop(cell)
-            return False
-        self._log.info("actor.restarted", key=cell.key, attempt=attempt, backoff=round(delay, 6))
-        return True
-
-    def _reset_window(self, cell: Cell) -> None:
-        cell.restarts = None
-
-    async def _after_stop(self, cell: Cell) -> None:
-        """What the kind does once a cell stopped by directive (keyed: forget it)."""
-
-    async def _escalate(self, cell: Cell, exc: Exception) -> None:
-        """The restart bound is exhausted: stop the actor, close it, publish an escalation."""
-        self._counters.escalations += 1
-        restarts = self.policy.max_restarts
-        self._log.error("actor.escalated", key=cell.key, error=repr(exc), restarts=restarts)
-        await self.stop_instance(cell, save=False)
-        self._close_escalated(cell, ActorEscalated(f"{self.actor_cls.__name__}({cell.key!r}) escalated after {exc!r}"))
-        if self._bus is not None and not self._bus.closed:
-            key = "" if cell.key is None or self.kind != "keyed" else str(cell.key)
-            publish_escalation(self._bus, app=self.app, group=self.name, key=key, exc=exc, restarts=restarts)
-
-    def _close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
-        self.close_cell(cell, exc)
 
     # -- what cannot be handled --------------------------------------------------------------
 

@@ -1,0 +1,119 @@
+"""What a group does when a handler raises: the restart policy applied, escalation, CPU fallback.
+
+A mixin of `Supervisor`, kept apart for size: it uses the supervisor's policy,
+counters, log and instance lifecycle, declared below for the type checker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._actor import call_hook
+from ._exceptions import ActorEscalated, ActorStopped
+from ._letters import publish_escalation
+from ._policy import RestartPolicy, RestartWindow
+from ._replies import reply_error
+
+if TYPE_CHECKING:
+    from ._actor import Actor
+    from ._bus import Bus, Envelope
+    from ._cell import Cell, Counters, Work
+
+__all__ = ["FailureHandling"]
+
+
+class FailureHandling:
+    """The failure half of a supervisor (see `Supervisor`)."""
+
+    app: str
+    name: str
+    kind: str
+    actor_cls: type[Actor]
+    policy: RestartPolicy
+    cpu_fallback: bool
+    on_cpu: bool
+    _counters: Counters
+    _log: Any
+    _bus: Bus | None
+
+    if TYPE_CHECKING:
+
+        async def stop_instance(self, cell: Cell, event: str = ..., *, save: bool = ..., **fields: object) -> None: ...
+        async def start_instance(self, cell: Cell) -> bool: ...
+        def close_cell(self, cell: Cell, exc: Exception) -> None: ...
+        def dead_letter(self, envelope: Envelope, exc: BaseException) -> None: ...
+
+    async def failed(self, cell: Cell, instance: Actor, works: Sequence[Work], exc: Exception) -> bool:
+        """A handler raised: answer or dead-letter ``works``, then apply the policy; False if the cell stops."""
+        self._counters.failed += len(works)
+        directive = self.policy.directive_for(exc)
+        self._log.warning(
+            "actor.failed",
+            key=cell.key,
+            message=type(works[0].msg).__name__,
+            batch=len(works),
+            error=repr(exc),
+            directive=directive,
+            exc_info=exc,
+        )
+        try:
+            await call_hook(instance.on_failure, exc, works[0].msg)
+        except Exception:  # noqa: BLE001 - a broken hook must not stop the group
+            self._log.exception("actor.on_failure_failed", key=cell.key)
+        for work in works:
+            if work.query is not None:
+                reply_error(work.query, exc)
+            if work.query is None or work.spec.message_type.__edabus_reliable__:  # a requester has its error
+                self.dead_letter(work.envelope, exc)
+        if directive == "resume":
+            return True
+        if directive == "stop":
+            await self.stop_instance(cell, save=False)
+            self.close_cell(cell, ActorStopped(f"{self.actor_cls.__name__}({cell.key!r}) stopped after {exc!r}"))
+            await self._after_stop(cell)
+            return False
+        attempt = self._window(cell).attempt()
+        if attempt is None and self.cpu_fallback and not self.on_cpu:
+            # A physics engine's move: the GPU keeps failing, so compute on the CPU instead.
+            self.on_cpu = True
+            self._log.warning("group.cpu_fallback", key=cell.key, error=repr(exc))
+            self._reset_window(cell)
+            attempt = self._window(cell).attempt()
+        if attempt is None:
+            await self._escalate(cell, exc)
+            return False
+        delay = self.policy.delay_for(attempt)
+        self._counters.restarts += 1
+        await self.stop_instance(cell, "actor.restarting", save=False, attempt=attempt, backoff=round(delay, 6))
+        await self.policy.sleep(delay)
+        if not await self.start_instance(cell):
+            await self._after_stop(cell)
+            return False
+        self._log.info("actor.restarted", key=cell.key, attempt=attempt, backoff=round(delay, 6))
+        return True
+
+    def _reset_window(self, cell: Cell) -> None:
+        cell.restarts = None
+
+    async def _after_stop(self, cell: Cell) -> None:
+        """What the kind does once a cell stopped by directive (keyed: forget it)."""
+
+    async def _escalate(self, cell: Cell, exc: Exception) -> None:
+        """The restart bound is exhausted: stop the actor, close it, publish an escalation."""
+        self._counters.escalations += 1
+        restarts = self.policy.max_restarts
+        self._log.error("actor.escalated", key=cell.key, error=repr(exc), restarts=restarts)
+        await self.stop_instance(cell, save=False)
+        self._close_escalated(cell, ActorEscalated(f"{self.actor_cls.__name__}({cell.key!r}) escalated after {exc!r}"))
+        if self._bus is not None and not self._bus.closed:
+            key = "" if cell.key is None or self.kind != "keyed" else str(cell.key)
+            publish_escalation(self._bus, app=self.app, group=self.name, key=key, exc=exc, restarts=restarts)
+
+    def _close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
+        self.close_cell(cell, exc)
+
+    def _window(self, cell: Cell) -> RestartWindow:
+        if cell.restarts is None:
+            cell.restarts = RestartWindow(self.policy)
+        return cell.restarts
