@@ -2,8 +2,10 @@
 
 Throughput: a sink process and a publisher process start together; the
 publisher waits for the sink's liveliness token (raw) or group token (edabus),
-sends ``warmup + messages`` ticks, and the sink reports the rate from its
-``warmup``-th handled message to its last. Latency: a server process, then a
+sends ``warmup + messages`` ticks, and the rate is taken end to end: from the
+first measured message leaving the publisher to the last one handled by the sink
+(wall clocks of the same host), so a backlog queued during the warm-up is not
+counted as speed. Latency: a server process, then a
 client process that times sequential requests. ``pin`` runs the receiving
 process (sink or server) on that one CPU only.
 """
@@ -62,13 +64,16 @@ def throughput(
     sink_side = sink_side or side
     expected = warmup + messages
     sink_args = {"endpoint": endpoint, "expected": expected, "mark": warmup, "idle_s": idle_s, "cpu": pin}
-    pub_args = {"endpoint": endpoint, "start": 0, "stop": expected, "mixed": sink_side != side}
+    pub_args = {"endpoint": endpoint, "start": 0, "stop": expected, "warmup": warmup, "mixed": sink_side != side}
     # Started together: the publisher waits for the sink's token, so start-up overlaps.
     with Worker(f"{sink_side}-sink", sink_args) as sink, Worker(f"{side}-pub", pub_args) as pub:
         sink.wait_ready(_START_TIMEOUT_S)
         record = sink.result(_START_TIMEOUT_S + expected / 1000.0 + 2 * idle_s)
-        pub.result(_START_TIMEOUT_S)
-    seconds = float(record["seconds"])
+        sent = pub.result(_START_TIMEOUT_S)
+    # End to end: from the first measured message leaving the publisher to the last one
+    # handled (wall clocks of one host). A window taken in the receiver alone would
+    # count a backlog that queued during the warm-up as speed.
+    seconds = float(record["done_at"]) - float(sent["measured_from"])
     return ThroughputRun(
         messages=int(record["messages"]),
         seconds=seconds if not math.isnan(seconds) else math.inf,

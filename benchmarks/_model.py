@@ -129,6 +129,7 @@ class Tally:
         self.mark_time = 0.0
         self.target = -1
         self.target_time = 0.0
+        self.target_wall = 0.0  # time.time() at the target: comparable with a publisher's, same host
         self._on_target: Callable[[], object] | None = None
 
     def arm(self, target: int, on_target: Callable[[], object], *, mark: int = -1) -> None:
@@ -138,6 +139,7 @@ class Tally:
         self._on_target = on_target
         if self.total >= target:
             self.target_time = time.perf_counter()
+            self.target_wall = time.time()
             on_target()
 
     def hit(self) -> None:
@@ -147,6 +149,7 @@ class Tally:
             self.mark_time = time.perf_counter()
         if total == self.target:
             self.target_time = time.perf_counter()
+            self.target_wall = time.time()
             if self._on_target is not None:
                 self._on_target()
 

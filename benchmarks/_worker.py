@@ -75,6 +75,7 @@ def _sink_record(tally: Tally, expected: int, mark: int, counts: dict[str, int])
         "received": tally.total,
         "messages": expected - mark,
         "seconds": tally.target_time - tally.mark_time if finished else math.nan,
+        "done_at": tally.target_wall if finished else math.nan,
         "misrouted": misrouted(counts, expected),
     }
 
@@ -116,9 +117,14 @@ def raw_pub(args: dict[str, Any]) -> None:
     """Publish once the sink is live; stay connected until stdin closes (so no tail is lost)."""
     with zenoh.open(_client(args["endpoint"])) as session:
         _wait_token(session, SINK_TOKEN, _LIVE_TIMEOUT_S)
+        start, stop, warmup = int(args["start"]), int(args["stop"]), int(args.get("warmup", 0))
         started = time.perf_counter()
-        raw_publish(session, int(args["start"]), int(args["stop"]))
-        say_result({"published": int(args["stop"]) - int(args["start"]), "seconds": time.perf_counter() - started})
+        raw_publish(session, start, start + warmup)
+        measured_from = time.time()  # the first measured message leaves now
+        raw_publish(session, start + warmup, stop)
+        say_result(
+            {"published": stop - start, "seconds": time.perf_counter() - started, "measured_from": measured_from}
+        )
         wait_stdin_closed()
 
 
@@ -151,9 +157,14 @@ async def edabus_pub(args: dict[str, Any]) -> None:
             await bus.wait_for_token(SINK_TOKEN, timeout=_LIVE_TIMEOUT_S)
         else:
             await bus.wait_for_group(APP_NAME, timeout=_LIVE_TIMEOUT_S)
+        start, stop, warmup = int(args["start"]), int(args["stop"]), int(args.get("warmup", 0))
         started = time.perf_counter()
-        await edabus_publish(bus, int(args["start"]), int(args["stop"]))
-        say_result({"published": int(args["stop"]) - int(args["start"]), "seconds": time.perf_counter() - started})
+        await edabus_publish(bus, start, start + warmup)
+        measured_from = time.time()  # the first measured message leaves now
+        await edabus_publish(bus, start + warmup, stop)
+        say_result(
+            {"published": stop - start, "seconds": time.perf_counter() - started, "measured_from": measured_from}
+        )
 
 
 def raw_server(args: dict[str, Any]) -> None:
