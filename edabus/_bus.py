@@ -104,12 +104,13 @@ class Bus:
             self._check_open()
             await self.outbox.send(key if key is not None else msg.key(), encode(msg), type(msg).__edabus_type__, trace)
             return
-        await self.publish_raw(
+        self.put(
             key if key is not None else msg.key(),
             encode(msg),
-            type_name=type(msg).__edabus_type__,
-            trace=trace,
+            encode_meta(self.next_meta(type(msg).__edabus_type__, trace)),
         )
+        if self._pressured:
+            await self._wait_pressure(backpressure=True)
 
     async def publish_raw(
         self, key: str, payload: bytes, *, type_name: str = "", trace: str = "", backpressure: bool = True
@@ -122,10 +123,14 @@ class Bus:
         """
         self.put(key, payload, encode_meta(self.next_meta(type_name, trace)))
         if self._pressured:
-            pressured, self._pressured = self._pressured, set()
-            if backpressure:
-                for inbox in pressured:
-                    await inbox.wait_room()
+            await self._wait_pressure(backpressure=backpressure)
+
+    async def _wait_pressure(self, *, backpressure: bool) -> None:
+        """A local put filled a group's inbox: wait for its room (unless told not to)."""
+        pressured, self._pressured = self._pressured, set()
+        if backpressure:
+            for inbox in pressured:
+                await inbox.wait_room()
 
     @property
     def outbox(self) -> Outbox:

@@ -19,6 +19,7 @@ __all__ = ["KeyTemplate", "check_key_value"]
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FORBIDDEN_IN_VALUE = frozenset("/*$?#")
+_KEY_CACHE = 10_000  # formatted keys a template remembers per field value
 
 
 def check_key_value(field: str, value: object) -> str:
@@ -43,7 +44,18 @@ class KeyTemplate:
 
     """
 
-    __slots__ = ("_chunks", "_field_positions", "_positions", "fields", "pattern", "template")
+    __slots__ = (
+        "_chunks",
+        "_field_positions",
+        "_keys",
+        "_positions",
+        "_prefix",
+        "_single",
+        "_suffix",
+        "fields",
+        "pattern",
+        "template",
+    )
 
     def __init__(self, template: str, *, owner: str = "") -> None:
         where = f"{owner}: " if owner else ""
@@ -90,6 +102,14 @@ class KeyTemplate:
         self._chunks = tuple(chunks)
         self._positions = tuple(positions)
         self._field_positions = tuple(zip(self.fields, self._positions, strict=True))
+        # One field: the key is prefix + value + suffix, and a value seen once is known valid.
+        self._single = self.fields[0] if len(self.fields) == 1 else None
+        self._prefix = self._suffix = ""
+        if self._single is not None:
+            index = self._positions[0]
+            self._prefix = "/".join(chunks[:index]) + ("/" if index else "")
+            self._suffix = ("/" if index < len(chunks) - 1 else "") + "/".join(chunks[index + 1 :])
+        self._keys: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"KeyTemplate({self.template!r})"
@@ -123,6 +143,16 @@ class KeyTemplate:
         """The concrete key for an object whose attributes hold the fields."""
         if not self.fields:
             return self.template
+        if self._single is not None:  # one str field: the hot case, cached per value
+            value = getattr(obj, self._single)
+            if type(value) is str:
+                key = self._keys.get(value)
+                if key is None:
+                    key = self._prefix + check_key_value(self._single, value) + self._suffix
+                    if len(self._keys) >= _KEY_CACHE:
+                        self._keys.clear()
+                    self._keys[value] = key
+                return key
         chunks = list(self._chunks)
         for name, index in zip(self.fields, self._positions, strict=True):
             chunks[index] = check_key_value(name, getattr(obj, name))
