@@ -100,15 +100,12 @@ class Bus:
         resends it after a failover or timeout (waiting here while ``max_unacked``
         are unacknowledged); see `wait_delivered`.
         """
-        if type(msg).__edabus_reliable__:
+        cls, key = type(msg), key if key is not None else msg.key()
+        if cls.__edabus_reliable__:
             self._check_open()
-            await self.outbox.send(key if key is not None else msg.key(), encode(msg), type(msg).__edabus_type__, trace)
+            await self.outbox.send(key, encode(msg), cls.__edabus_type__, trace)
             return
-        self.put(
-            key if key is not None else msg.key(),
-            encode(msg),
-            encode_meta(self.next_meta(type(msg).__edabus_type__, trace)),
-        )
+        self.put(key, encode(msg), encode_meta(self.next_meta(cls.__edabus_type__, trace)))
         if self._pressured:
             await self._wait_pressure(backpressure=True)
 
