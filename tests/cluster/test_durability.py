@@ -122,24 +122,12 @@ async def stream_through(
     return figures
 
 
-@pytest.mark.usefixtures("sqlite_store")
-async def test_kill_9_under_a_reliable_stream_loses_nothing_sqlite(
-    processes: Processes, vault: tuple[Router, Cluster]
+@pytest.mark.parametrize("store", ["sqlite_store", "postgres_store"])
+async def test_kill_9_under_a_reliable_stream_loses_nothing(
+    processes: Processes, vault: tuple[Router, Cluster], store: str, request: pytest.FixtureRequest
 ) -> None:
-    """SIGKILL one of three nodes mid-stream (state in SQLite): every balance exact."""
-    router, cluster = vault
-
-    async def kill_9() -> None:
-        cluster.kill("n2")
-
-    await stream_through(processes, router, cluster, kill_9)
-
-
-@pytest.mark.usefixtures("postgres_store")
-async def test_kill_9_under_a_reliable_stream_loses_nothing_postgres(
-    processes: Processes, vault: tuple[Router, Cluster]
-) -> None:
-    """The same over PostgreSQL."""
+    """SIGKILL one of three nodes mid-stream, state in SQLite or PostgreSQL: every balance exact."""
+    request.getfixturevalue(store)  # sets the store the node processes will use
     router, cluster = vault
 
     async def kill_9() -> None:
