@@ -2,8 +2,9 @@
 
 from ._actor import Actor, ActorContext, handler
 from ._app import App, GroupSpec
-from ._bus import Bus, Envelope, connect
+from ._bus import Bus, Envelope
 from ._compute import ComputeWorker
+from ._connect import connect
 from ._exceptions import (
     ActorEscalated,
     ActorStopped,

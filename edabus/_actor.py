@@ -108,13 +108,14 @@ class Actor:
 
     async def publish(self, msg: Message, *, key: str | None = None) -> None:
         """Publish a message from inside a handler."""
-        ctx = self.context
-        await ctx.bus.publish_raw(
-            key if key is not None else msg.key(),
-            encode(msg),
-            type_name=type(msg).__edabus_type__,
-            backpressure=False,  # waiting on a full group could be waiting on ourselves
-        )
+        bus = self.context.bus
+        # Without backpressure: waiting on a full group could be waiting on ourselves.
+        if type(msg).__edabus_reliable__:  # sent once, as a plain message: a handler does not wait for acks
+            await bus.publish_raw(
+                key or msg.key(), encode(msg), type_name=type(msg).__edabus_type__, backpressure=False
+            )
+        else:
+            await bus.publish(msg, key=key, backpressure=False)
 
     async def request(self, msg: Message, *, timeout: float = 5.0, reply_type: type[Any] | None = None) -> Any:
         """Send a request from inside a handler and return the reply."""

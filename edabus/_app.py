@@ -281,7 +281,7 @@ class App:
         config: str | Path | None = None,
     ) -> None:
         """Host this app until cancelled, on ``bus`` or on a bus opened for the purpose."""
-        from ._bus import connect as open_bus  # noqa: PLC0415 - app sits above bus only at run time
+        from ._connect import connect as open_bus  # noqa: PLC0415 - app sits above bus only at run time
         from ._node import Node  # noqa: PLC0415
 
         if bus is not None:

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import itertools
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
@@ -22,20 +18,20 @@ import structlog
 import zenoh
 
 from ._bridge import Inbox
-from ._config import make_config
 from ._envelope import Envelope, envelope_of
 from ._exceptions import BusClosedError, NoRouteError, RequestTimeout, Undelivered
 from ._local import LocalRoutes
 from ._message import Message, decode_message, encode, message_type
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
 from ._replies import Replies, is_decisive, settle
+from ._router import Router
 from ._subscription import Subscription
 from ._wire import PREFIX, Meta, encode_meta, member_key
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ["Bus", "Envelope", "connect", "envelope_of"]
+__all__ = ["Bus", "Envelope", "envelope_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +64,7 @@ class Bus:
         self.max_unacked = max_unacked
         self.tg: TaskGroup | None = None  # set by connect(): where the bus's own tasks run
         self.local_routes = LocalRoutes(session)  # filled by the node this bus hosts
+        self.router = Router(self)  # started by connect(routing=True)
         self._outbox: Outbox | None = None
         self._ids = itertools.count(1)
         self._closed = False
@@ -92,22 +89,36 @@ class Bus:
         """Fresh metadata for a message this bus sends."""
         return Meta(type=type_name, id=next(self._ids), sender=self.node_id, trace=trace, sent=time.time())
 
-    async def publish(self, msg: Message, *, key: str | None = None, trace: str = "") -> None:
+    async def publish(
+        self, msg: Message, *, key: str | None = None, trace: str = "", backpressure: bool = True
+    ) -> None:
         """Publish a message on its key (or on ``key``).
 
         At most once by default (fire and forget). A ``reliable=True`` message type is
         delivered at least once: the bus keeps it until its owner acknowledges it and
         resends it after a failover or timeout (waiting here while ``max_unacked``
-        are unacknowledged); see `wait_delivered`.
+        are unacknowledged); see `wait_delivered`. Where a group of several nodes takes
+        the message, it goes straight to the node that owns it (docs/cluster.md).
+        ``backpressure``: see `publish_raw`.
         """
-        cls, key = type(msg), key if key is not None else msg.key()
+        cls = type(msg)
+        if key is None:
+            key = msg.key()
+            plan = self.router.plan(cls)
+            if plan is not None:  # straight to each matching group's owner (`_router`)
+                payload, attachment = encode(msg), encode_meta(self.next_meta(cls.__edabus_type__, trace))
+                for route in plan:
+                    self.put(route.target(msg) + key, payload, attachment)
+                if self._pressured:
+                    await self._wait_pressure(backpressure=backpressure)
+                return
         if cls.__edabus_reliable__:
             self._check_open()
             await self.outbox.send(key, encode(msg), cls.__edabus_type__, trace)
             return
         self.put(key, encode(msg), encode_meta(self.next_meta(cls.__edabus_type__, trace)))
         if self._pressured:
-            await self._wait_pressure(backpressure=True)
+            await self._wait_pressure(backpressure=backpressure)
 
     async def publish_raw(
         self, key: str, payload: bytes, *, type_name: str = "", trace: str = "", backpressure: bool = True
@@ -337,62 +348,8 @@ class Bus:
                         log.warning("bus.drain_incomplete", node=self.node_id)
         finally:
             self._closed = True
+            self.router.close()
             for sub in list(self._subscriptions):
                 sub.close()
             self.session.close()
             log.debug("bus.closed", node=self.node_id)
-
-
-@asynccontextmanager
-async def connect(
-    connect: str | Sequence[str] | None = None,
-    *,
-    listen: str | Sequence[str] | None = None,
-    config: str | Path | None = None,
-    mode: str | None = None,
-    node_id: str | None = None,
-    drain_timeout: float = 10.0,
-    ack_timeout: float = DEFAULT_ACK_TIMEOUT,
-    max_unacked: int = DEFAULT_MAX_UNACKED,
-) -> AsyncIterator[Bus]:
-    """Open a bus; with no arguments, the embedded default (a peer that needs no router).
-
-    Args:
-        connect: router endpoint(s), e.g. ``"tcp/127.0.0.1:7447"``; makes this a client.
-        listen: endpoint(s) to listen on, so that other peers can connect here.
-        config: a Zenoh json5 config file, read first (multicast scouting is forced off).
-        mode: ``"peer"``, ``"client"`` or ``"router"``, overriding the default.
-        node_id: this bus's id on the wire (default: random).
-        drain_timeout: how long closing waits for nodes to take in what was published
-            (and for owners to acknowledge reliable messages).
-        ack_timeout: how long a reliable message waits for its owner's acknowledgement
-            before it is sent again.
-        max_unacked: reliable messages kept unacknowledged before `Bus.publish` waits.
-
-    """
-    try:
-        session = zenoh.open(make_config(connect=connect, listen=listen, config=config, mode=mode))
-    except zenoh.ZError as exc:
-        msg = f"cannot open a Zenoh session ({exc})"
-        raise BusClosedError(msg) from exc
-    bus = Bus(
-        session,
-        node_id=node_id or uuid.uuid4().hex[:12],
-        drain_timeout=drain_timeout,
-        ack_timeout=ack_timeout,
-        max_unacked=max_unacked,
-    )
-    try:
-        async with anyio.create_task_group() as tg:
-            bus.tg = tg
-            # Learn the live groups before the first publish: a group's token is declared after
-            # its subscribers, and the reply comes after their declarations on the same link.
-            await bus.live_tokens(f"{PREFIX}/member/**")
-            log.debug("bus.opened", node=bus.node_id, mode=mode)
-            try:
-                yield bus
-            finally:
-                await bus.aclose()
-                tg.cancel_scope.cancel()
-    finally:
-        await bus.aclose()

@@ -68,4 +68,5 @@ class Counters:
     dropped: int = 0
     passivated: int = 0
     not_owned: int = 0
+    forwarded: int = 0
     handler_seconds: float = 0.0

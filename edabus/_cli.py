@@ -20,8 +20,9 @@ import structlog
 import zenoh
 
 from ._app import App
-from ._bus import Bus, Envelope, connect
+from ._bus import Bus, Envelope
 from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
+from ._connect import connect
 from ._exceptions import EdabusError, RemoteError
 from ._logging import configure_logging
 from ._node import Node

@@ -69,6 +69,9 @@ def catalog(node_id: str, supervisors: Iterable[Supervisor]) -> NodeCatalog:
                     app=sup.app,
                     group=sup.name,
                     reply=getattr(reply, "__edabus_type__", getattr(reply, "__name__", "")) if reply else "",
+                    kind=sup.kind,
+                    field=getattr(sup, "key_field", ""),
+                    gpus_first=sup.prefers_gpus,
                 )
             )
     return NodeCatalog(node=node_id, entries=entries)

@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from ._app import App
-from ._bus import connect
+from ._connect import connect
 from ._exceptions import RemoteError
 from ._node import Node
 

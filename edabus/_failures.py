@@ -1,4 +1,4 @@
-"""What a group does when a handler raises: the restart policy applied, escalation, CPU fallback.
+"""What a group does when a handler raises (restart policy, escalation, CPU fallback), and dead letters.
 
 A mixin of `Supervisor`, kept apart for size: it uses the supervisor's policy,
 counters, log and instance lifecycle, declared below for the type checker.
@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._actor import call_hook
 from ._exceptions import ActorEscalated, ActorStopped
-from ._letters import publish_escalation
+from ._letters import publish_dead_letter, publish_escalation
 from ._policy import RestartPolicy, RestartWindow
 from ._replies import reply_error
 
 if TYPE_CHECKING:
+    import zenoh
+
     from ._actor import Actor
     from ._bus import Bus, Envelope
     from ._cell import Cell, Counters, Work
@@ -42,7 +44,6 @@ class FailureHandling:
         async def stop_instance(self, cell: Cell, event: str = ..., *, save: bool = ..., **fields: object) -> None: ...
         async def start_instance(self, cell: Cell) -> bool: ...
         def close_cell(self, cell: Cell, exc: Exception) -> None: ...
-        def dead_letter(self, envelope: Envelope, exc: BaseException) -> None: ...
 
     async def failed(self, cell: Cell, instance: Actor, works: Sequence[Work], exc: Exception) -> bool:
         """A handler raised: answer or dead-letter ``works``, then apply the policy; False if the cell stops."""
@@ -117,3 +118,27 @@ class FailureHandling:
         if cell.restarts is None:
             cell.restarts = RestartWindow(self.policy)
         return cell.restarts
+
+    # -- what cannot be handled --------------------------------------------------------------
+
+    def reject(self, work: Work, exc: BaseException) -> None:
+        """A message no actor will handle: answer the requester with the error, and dead-letter it."""
+        self.reject_arrival(work.envelope, work.query, exc)
+
+    def reject_arrival(self, envelope: Envelope, query: zenoh.Query | None, exc: BaseException) -> None:
+        """`reject`, for an arrival that never became work (it did not decode)."""
+        if query is not None:
+            reply_error(query, exc)
+            query.drop()
+        self.dead_letter(envelope, exc)
+
+    def dead_letter(self, envelope: Envelope, exc: BaseException) -> None:
+        """Publish a message no actor could handle on the group's dead-letter key; count and log it."""
+        self._counters.dead_letters += 1
+        self._log.warning("message.dead_lettered", key=envelope.key, error_type=type(exc).__name__, error=str(exc))
+        if self._bus is not None and not self._bus.closed:
+            publish_dead_letter(self._bus, app=self.app, group=self.name, envelope=envelope, exc=exc, log=self._log)
+
+    def count_dropped(self, n: int) -> None:
+        """Count arrivals dropped before they reached the group (its inbox overflowed)."""
+        self._counters.dropped += n

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import zenoh
 
-from ._envelope import envelope_of, query_envelope
+from ._envelope import envelope_of, query_envelope, routed_envelope_of
 
 if TYPE_CHECKING:
     from ._bridge import Inbox
@@ -77,6 +77,8 @@ class Lane:
         pattern: str,
         types: dict[str, type[Message]],
         inbox: Inbox[Any],
+        *,
+        route: str = "",
     ) -> None:
         self.pattern = pattern
         self.lock = threading.Lock()
@@ -84,8 +86,12 @@ class Lane:
         self._types = types  # the handled types by their key pattern
         self._single = next(iter(types.values())) if len(types) == 1 and pattern in types else None
         self._by_key: dict[str, type[Message] | None] = {}
+        # A routed lane takes `{route}/{key}`: its envelopes carry the key without the prefix.
+        self._strip = len(route) + 1 if route else 0
         self._channel = session.declare_subscriber(
-            pattern, zenoh.handlers.FifoChannel(CHANNEL_SIZE), allowed_origin=zenoh.Locality.REMOTE
+            f"{route}/{pattern}" if route else pattern,
+            zenoh.handlers.FifoChannel(CHANNEL_SIZE),
+            allowed_origin=zenoh.Locality.REMOTE,
         )
         self.passed = 0  # keys under the cover that no handled type matches
 
@@ -126,11 +132,12 @@ class Lane:
         items: list[tuple[type[Message], Any, None]] = []
         receive = self._channel.try_recv
         single = self._single
+        strip = self._strip
         while len(items) < limit:
             sample = receive()
             if sample is None:
                 break
-            envelope = envelope_of(sample)
+            envelope = routed_envelope_of(sample, strip) if strip else envelope_of(sample)
             message_type = single or self._type_of(envelope.key)
             if message_type is None:
                 self.passed += 1
@@ -157,53 +164,70 @@ class Lane:
 
 
 class GroupIntake:
-    """One group's routes into its inbox: a lane for remote puts, callbacks for the rest.
+    """One group's routes into its inbox: lanes for remote puts, callbacks for the rest.
 
-    Without a lane (its types cannot be covered), all puts come by callback too.
+    Two lanes: the plain keys (every node of the group hears them), and this node's
+    routed keys (``route``, where publishers send what they know this node owns).
+    Without a cover for its types, all puts come by callback instead.
     """
 
     def __init__(
-        self, session: zenoh.Session, message_types: Iterable[type[Message]], inbox: Inbox[Any], loop_thread: int
+        self,
+        session: zenoh.Session,
+        message_types: Iterable[type[Message]],
+        inbox: Inbox[Any],
+        loop_thread: int,
+        route: str,
     ) -> None:
         patterns = {t.__edabus_key__.pattern: t for t in message_types}  # type: ignore[union-attr]
         cover = covering_pattern(patterns)
-        self.lane = Lane(session, cover, patterns, inbox) if cover is not None else None
+        self.lanes = (
+            [Lane(session, cover, patterns, inbox), Lane(session, cover, patterns, inbox, route=route)]
+            if cover is not None
+            else []
+        )
         self._loop_thread = loop_thread
         self._declared: list[Any] = []
         push = inbox.push
         flush = self.flush
-        # Local puts (or, without a lane, all puts) by callback, synchronously, in order.
-        origin = zenoh.Locality.SESSION_LOCAL if self.lane is not None else zenoh.Locality.ANY
+        strip = len(route) + 1
+        # Local puts (or, without lanes, all puts) by callback, synchronously, in order.
+        origin = zenoh.Locality.SESSION_LOCAL if self.lanes else zenoh.Locality.ANY
         for pattern, message_type in patterns.items():
 
             def on_sample(sample: zenoh.Sample, t: type[Message] = message_type) -> None:
                 push((t, envelope_of(sample), None))
 
+            def on_routed(sample: zenoh.Sample, t: type[Message] = message_type) -> None:
+                push((t, routed_envelope_of(sample, strip), None))
+
             def on_query(query: zenoh.Query, t: type[Message] = message_type) -> None:
                 flush()
                 push((t, query_envelope(query), query))
 
-            self._declared.append(
-                session.declare_subscriber(
-                    pattern, zenoh.handlers.Callback(on_sample, indirect=False), allowed_origin=origin
+            for key, callback in ((pattern, on_sample), (f"{route}/{pattern}", on_routed)):
+                self._declared.append(
+                    session.declare_subscriber(
+                        key, zenoh.handlers.Callback(callback, indirect=False), allowed_origin=origin
+                    )
                 )
-            )
             self._declared.append(session.declare_queryable(pattern, zenoh.handlers.Callback(on_query, indirect=False)))
 
     def flush(self) -> None:
-        """Before a callback pushes: on Zenoh's thread, move the lane's queue into the inbox first.
+        """Before a callback pushes: on Zenoh's thread, move the lanes' queues into the inbox first.
 
         The loop's own callbacks (local traffic) never wait for it.
         """
-        if self.lane is not None and threading.get_ident() != self._loop_thread:
-            self.lane.flush()
+        if self.lanes and threading.get_ident() != self._loop_thread:
+            for lane in self.lanes:
+                lane.flush()
 
     def close(self, *, undeclare: bool) -> None:
-        """Move what the lane still holds into the inbox (ours to handle), then drop the routes."""
-        if self.lane is not None:
-            self.lane.move_all()
+        """Move what the lanes still hold into the inbox (ours to handle), then drop the routes."""
+        for lane in self.lanes:
+            lane.move_all()
             if undeclare:
-                self.lane.undeclare()
+                lane.undeclare()
         if undeclare:
             for entity in self._declared:
                 entity.undeclare()

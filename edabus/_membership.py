@@ -46,7 +46,7 @@ def rendezvous_owner(members: tuple[str, ...], key: str, weights: Mapping[str, i
 
 
 class Membership:
-    """The live members of one group as this node sees them, and who owns what.
+    """The live members of one group as this node (or a publisher) sees them, and who owns what.
 
     Each member is labelled with how many GPUs it offers. For a group that prefers
     GPUs (compute workers), only the members with a GPU own keys while there is
@@ -56,11 +56,11 @@ class Membership:
     def __init__(self, app: str, group: str, self_id: str, *, gpus: int = 0, prefer_gpus: bool = False) -> None:
         self.app = app
         self.group = group
-        self.self_id = self_id
+        self.self_id = self_id  # "": an observer (a publisher that routes), not a member
         self.prefer_gpus = prefer_gpus
-        self.gpus: dict[str, int] = {self_id: gpus}
-        self.members: tuple[str, ...] = (self_id,)
-        self.owners: tuple[str, ...] = (self_id,)  # the members that own keys
+        self.gpus: dict[str, int] = {self_id: gpus} if self_id else {}
+        self.members: tuple[str, ...] = (self_id,) if self_id else ()
+        self.owners: tuple[str, ...] = self.members  # the members that own keys
         self._weights: dict[str, int] | None = None
         self._owners: dict[str, str] = {}
         self._listeners: list[Callable[[], None]] = []

@@ -40,6 +40,8 @@ from ._wire import (
     catalog_key,
     member_key,
     parse_member_key,
+    route_prefix,
+    routes_barrier_key,
     stats_key,
     validate_key,
 )
@@ -212,10 +214,11 @@ class Node:
         """
         session = self.bus.session
         for sup, inbox in self._inboxes.items():
-            self._intakes[sup] = GroupIntake(session, sup.handlers, inbox, self._loop_thread)
+            route = route_prefix(sup.app, sup.name, self.node_id)
+            self._intakes[sup] = GroupIntake(session, sup.handlers, inbox, self._loop_thread, route)
             for message_type in sup.handlers:
                 self.bus.local_routes.add(message_type, functools.partial(self._deliver_local, sup))
-        lanes = [intake.lane for intake in self._intakes.values() if intake.lane is not None]
+        lanes = [lane for intake in self._intakes.values() for lane in intake.lanes]
         self._puller = Puller(lanes, name=f"edabus-ingest:{self.node_id}")
         self._puller.start()
         assert self._control is not None  # noqa: S101 - made in __aenter__
@@ -312,6 +315,8 @@ class Node:
             # before that: so nothing the others let pass as ours is left unheard.
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.stop_timeout):
                 await self.bus.query(f"{PREFIX}/node/*/barrier", timeout=self.stop_timeout)
+                # And every publisher that routes: none sends us anything after its reply.
+                await self.bus.query(routes_barrier_key("*"), timeout=self.stop_timeout)
         self._withdraw()
         if exc_type is None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.stop_timeout):

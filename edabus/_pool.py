@@ -35,6 +35,7 @@ class PoolSupervisor(Supervisor):
     """``size`` interchangeable ``cls()`` workers; each message goes to one free worker."""
 
     kind = "pool"
+    routed_to_any = True
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
         dropped: messages an overflow policy dropped (each is also a dead letter).
         passivated: actors stopped for idleness, to respect ``max_actors``, or because their key moved.
         not_owned: arrivals another node of the group owns, so this one let them pass.
+        forwarded: routed arrivals another node owns in this node's view, passed on to it.
         live_actors: actor instances alive now.
         mailbox_depth: messages waiting now, over all the group's mailboxes.
         mailbox_peak: the deepest any one mailbox of the group has been.
@@ -48,3 +49,4 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     inbox_peak: int = 0
     stalls: int = 0
     not_owned: int = 0
+    forwarded: int = 0

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Self
 
 import zenoh
 
 from ._bridge import Inbox
-from ._envelope import Envelope, envelope_of
+from ._envelope import Envelope, envelope_of, routed_envelope_of
+from ._wire import PREFIX, route_prefix
 
 if TYPE_CHECKING:
     from ._bus import Bus
 
 __all__ = ["Subscription"]
+
+_RECENT = 1024  # routed copies remembered, to hear each message once
 
 
 class Subscription:
@@ -23,11 +27,34 @@ class Subscription:
         self._bus = bus
         self._inbox: Inbox[Envelope] = Inbox(capacity)
         self._pending: list[Envelope] = []
-        callback = zenoh.handlers.Callback(self._on_sample, indirect=False)
-        self._sub: zenoh.Subscriber[None] | None = bus.session.declare_subscriber(key_expr, callback)
+        session = bus.session
+        self._sub: zenoh.Subscriber[None] | None = session.declare_subscriber(
+            key_expr, zenoh.handlers.Callback(self._on_sample, indirect=False)
+        )
+        # Publishers send messages straight to their owners' routed keys (`_router`): hear
+        # those too, once each (a message routed to two groups travels twice).
+        self._routed: zenoh.Subscriber[None] | None = None
+        self._recent: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+        if not key_expr.startswith(PREFIX):
+            self._routed = session.declare_subscriber(
+                f"{route_prefix('*', '*', '*')}/{key_expr}",
+                zenoh.handlers.Callback(self._on_routed, indirect=False),
+            )
 
     def _on_sample(self, sample: zenoh.Sample) -> None:
         self._inbox.push(envelope_of(sample))
+
+    def _on_routed(self, sample: zenoh.Sample) -> None:
+        routed_key = str(sample.key_expr)  # @edabus/to/{app}/{group}/{node}/{key}
+        envelope = routed_envelope_of(sample, len(routed_key) - len(routed_key.split("/", 5)[5]))
+        if envelope.attachment:  # (sender, id) names a message; a copy of one already heard is left out
+            name = (envelope.key, envelope.attachment)
+            if name in self._recent:
+                return
+            self._recent[name] = None
+            if len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
+        self._inbox.push(envelope)
 
     async def receive_batch(self) -> list[Envelope]:
         """The next batch of envelopes; [] once the subscription is closed."""
@@ -52,6 +79,9 @@ class Subscription:
         if self._sub is not None:
             self._sub.undeclare()
             self._sub = None
+            if self._routed is not None:
+                self._routed.undeclare()
+                self._routed = None
             self._inbox.close()
             self._bus._subscriptions.discard(self)  # noqa: SLF001 - the bus tracks what it must close
 

@@ -23,11 +23,11 @@ from ._bus import Envelope
 from ._cell import Cell, Counters, Work
 from ._exceptions import ActorStopped, DecodeError, DefinitionError, MailboxFull, StateError
 from ._failures import FailureHandling
-from ._letters import publish_dead_letter
 from ._mailbox import Mailbox
 from ._message import Message, decode_message
 from ._policy import RestartPolicy
-from ._replies import reply, reply_error
+from ._replies import reply
+from ._router import forward
 from ._statistics import SupervisorStatistics
 from ._timers import Timers
 
@@ -55,6 +55,7 @@ class Supervisor(FailureHandling):
     """What every supervisor kind shares; `_keyed` and `_pool` pick the actors."""
 
     kind = "abstract"
+    routed_to_any = False  # whether any member takes a message routed to it (pools), or only its owner
 
     def __init__(
         self,
@@ -142,25 +143,41 @@ class Supervisor(FailureHandling):
         membership = self.membership
         shared = membership is not None and len(membership.members) > 1
         # Most placement keys are in the key or the metadata: let others' messages pass undecoded.
+        if shared and envelope.routed and self.routed_to_any:
+            shared = False  # a publisher picked this member, and any member serves it
         early = self.early_placement_key(message_type, envelope) if shared else None
         if early is not None and not membership.owns(early):  # type: ignore[union-attr]
-            self._pass(query)
+            self._not_ours(envelope, query, early)
             return
         try:
             msg = decode_message(message_type, envelope.payload, envelope.key)
         except DecodeError as exc:
             self.reject_arrival(envelope, query, exc)
             return
-        if shared and early is None and not membership.owns(self.placement_key(msg, envelope)):  # type: ignore[union-attr]
-            self._pass(query)
-            return
+        if shared and early is None:
+            placement = self.placement_key(msg, envelope)
+            if not membership.owns(placement):  # type: ignore[union-attr]
+                self._not_ours(envelope, query, placement)
+                return
         await self._enqueue(Work(msg, spec, envelope, query))
 
-    def _pass(self, query: zenoh.Query | None) -> None:
-        """Another node owns this arrival; a request gets no reply from here."""
+    def _not_ours(self, envelope: Envelope, query: zenoh.Query | None, placement: str) -> None:
+        """Another node owns this arrival: let it pass, or, if it was routed here, pass it on.
+
+        Every node of the group hears a plain put and judges it alike, so a non-owner
+        only lets it pass (a request gets no reply from here). A routed put came to this
+        node alone, sent by a publisher whose view of the members differs from ours
+        (a join or departure on its way): it goes on to the owner in our view.
+        """
         self._counters.not_owned += 1
         if query is not None:
             query.drop()
+        elif envelope.routed:
+            error = forward(self._bus, self.app, self.name, envelope, self.membership.owner(placement))  # type: ignore[arg-type, union-attr]
+            if error is None:
+                self._counters.forwarded += 1
+            else:
+                self.reject_arrival(envelope, None, error)
 
     def early_placement_key(self, message_type: type[Message], envelope: Envelope) -> str | None:  # noqa: ARG002
         """The placement key without decoding the payload, when the key or metadata holds it."""
@@ -341,30 +358,6 @@ class Supervisor(FailureHandling):
             return results
         finally:
             self._counters.handler_seconds += time.perf_counter() - started
-
-    # -- what cannot be handled --------------------------------------------------------------
-
-    def reject(self, work: Work, exc: BaseException) -> None:
-        """A message no actor will handle: answer the requester with the error, and dead-letter it."""
-        self.reject_arrival(work.envelope, work.query, exc)
-
-    def reject_arrival(self, envelope: Envelope, query: zenoh.Query | None, exc: BaseException) -> None:
-        """`reject`, for an arrival that never became work (it did not decode)."""
-        if query is not None:
-            reply_error(query, exc)
-            query.drop()
-        self.dead_letter(envelope, exc)
-
-    def dead_letter(self, envelope: Envelope, exc: BaseException) -> None:
-        """Publish a message no actor could handle on the group's dead-letter key; count and log it."""
-        self._counters.dead_letters += 1
-        self._log.warning("message.dead_lettered", key=envelope.key, error_type=type(exc).__name__, error=str(exc))
-        if self._bus is not None and not self._bus.closed:
-            publish_dead_letter(self._bus, app=self.app, group=self.name, envelope=envelope, exc=exc, log=self._log)
-
-    def count_dropped(self, n: int) -> None:
-        """Count arrivals dropped before they reached the group (its inbox overflowed)."""
-        self._counters.dropped += n
 
     # -- statistics --------------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ __all__ = [
     "escalation_key",
     "member_key",
     "parse_member_key",
+    "route_prefix",
+    "routes_barrier_key",
     "stats_key",
     "validate_key",
 ]
@@ -44,7 +46,8 @@ class Meta(msgspec.Struct, omit_defaults=True):
     ``id`` is unique per ``sender`` (a counter), so ``(sender, id)`` names a message.
     ``seq`` and ``base`` are set on reliable messages only: ``seq`` counts the
     sender's reliable messages per key (one more each time), and ``base`` is the lowest ``seq`` the
-    sender has not yet seen acknowledged on that key (docs/durability.md).
+    sender has not yet seen acknowledged on that key (docs/durability.md). ``hops`` counts how
+    many times a node passed a routed message on to the owner in its own view (`route_prefix`).
     """
 
     type: str = ""
@@ -54,6 +57,7 @@ class Meta(msgspec.Struct, omit_defaults=True):
     sent: float = 0.0
     seq: int = 0
     base: int = 0
+    hops: int = 0
 
 
 class ErrorReply(msgspec.Struct):
@@ -91,7 +95,13 @@ class Escalation(msgspec.Struct):
 
 
 class CatalogEntry(msgspec.Struct):
-    """One message type a group on a node handles."""
+    """One message type a group on a node handles, and how the group places it.
+
+    ``kind`` is keyed, singleton or pool; ``field`` the keyed group's key field;
+    ``gpus_first`` whether the group's keys go to members with a GPU while there is
+    one. Publishers route by them (docs/cluster.md); a catalog without ``kind`` (an
+    older node) is not routed to.
+    """
 
     type: str
     key: str
@@ -99,6 +109,9 @@ class CatalogEntry(msgspec.Struct):
     app: str
     group: str
     reply: str = ""
+    kind: str = ""
+    field: str = ""
+    gpus_first: bool = False
 
 
 class ValidateRequest(msgspec.Struct):
@@ -155,6 +168,25 @@ def parse_member_key(key: str) -> tuple[str, str, str, int] | None:
     except ValueError:
         return None
     return parts[2], parts[3], parts[4], gpus
+
+
+def route_prefix(app: str, group: str, node: str) -> str:
+    """Where publishers send a group's messages for one node: ``@edabus/to/{app}/{group}/{node}``.
+
+    A routed message travels on this prefix followed by its own key
+    (``@edabus/to/bank/Account/n1/bank/account/a1/deposit``), with the same payload
+    and attachment as on its plain key.
+    """
+    return f"{PREFIX}/to/{app}/{group}/{node}"
+
+
+def routes_barrier_key(bus: str) -> str:
+    """A routing publisher's barrier: answered once the member changes that came before it are applied.
+
+    A node that stops asks every publisher (``@edabus/routes/*/barrier``) and keeps
+    listening until they answer: no publisher sends it anything after its reply.
+    """
+    return f"{PREFIX}/routes/{bus}/barrier"
 
 
 def barrier_key(node: str) -> str:

@@ -1,0 +1,283 @@
+"""Publisher-side routing: an edabus publisher sends each message straight to its owner's node.
+
+A bus follows every group's member tokens and asks the nodes for their catalogs
+(each group's message types with their key patterns, the group's kind and key
+field). With those it knows, for a message type, every group that subscribes to
+its keys and which member of each owns a given message, and puts the message on
+that member's routed key (`route_prefix`) instead of the plain key: a node of a
+keyed group of three then receives a third of the traffic, not all of it.
+
+It routes a type only when it knows the whole picture, and otherwise publishes
+on the plain key, which every node of every matching group receives and judges
+by its own view, as with any raw publisher:
+
+- some live group's catalog has not come (that group might take the type);
+- some group's pattern overlaps the type's keys without covering all of them;
+- no matching group has more than one member (a plain put already reaches each
+  group's one node exactly once, and costs less);
+- the message is published on a key other than its own (``key=``).
+
+Nodes still judge routed messages by their own view and pass on what they do
+not own (`forward`), so a publisher whose view lags (a member just joined or
+left) costs a hop, never a second owner. Requests and reliable messages travel
+as queries on the plain key, as before. docs/cluster.md has the contract.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+import structlog
+import zenoh
+
+from ._bridge import Inbox
+from ._exceptions import EdabusError, NoRouteError
+from ._membership import Membership
+from ._wire import (
+    PREFIX,
+    CatalogEntry,
+    NodeCatalog,
+    catalog_key,
+    encode_meta,
+    parse_member_key,
+    route_prefix,
+    routes_barrier_key,
+)
+
+if TYPE_CHECKING:
+    from ._bus import Bus
+    from ._envelope import Envelope
+    from ._message import Message
+
+__all__ = ["MAX_HOPS", "GroupRoute", "Router", "forward"]
+
+log = structlog.get_logger(__name__)
+
+MAX_HOPS = 3  # a routed message passed on this often is dead-lettered: the members' views disagree
+CATALOG_TIMEOUT = 2.0
+_RETRY_S = 1.0  # how soon a catalog that did not come is asked for again
+_HISTORY_WAIT_S = 1.0  # how long a new bus waits for the member tokens of nodes that sent their catalog
+_ROUTABLE = ("keyed", "singleton", "pool")
+_catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
+
+Group = tuple[str, str]  # (app, group)
+Change = tuple[bool, Group, str, int] | zenoh.Query  # a member token came or went; or a barrier query
+
+
+class GroupRoute:
+    """One group as a publisher sees it: its key patterns, its kind, its members."""
+
+    def __init__(self, app: str, group: str, entries: Iterable[CatalogEntry]) -> None:
+        entries = list(entries)
+        first = entries[0]
+        self.app = app
+        self.group = group
+        self.kind = first.kind
+        self.field = first.field
+        self.patterns = [zenoh.KeyExpr(entry.pattern) for entry in entries]
+        self.membership = Membership(app, group, "", prefer_gpus=first.gpus_first)
+        self.prefixes: dict[str, str] = {}
+        self._turn = itertools.count()
+
+    def update(self, *, joined: dict[str, int] | None = None, left: set[str] | None = None) -> None:
+        """Apply member changes (from their tokens)."""
+        self.membership.update(joined=joined, left=left)
+        self.prefixes = {node: route_prefix(self.app, self.group, node) + "/" for node in self.membership.members}
+
+    def covers(self, pattern: zenoh.KeyExpr) -> bool | None:
+        """Whether the group takes every key of ``pattern`` (True), none (False), or only some (None)."""
+        overlaps = False
+        for own in self.patterns:
+            if own.includes(pattern):
+                return True
+            overlaps = overlaps or own.intersects(pattern)
+        return None if overlaps else False
+
+    def target(self, msg: Message) -> str:
+        """The routed key prefix of the member that takes ``msg`` (as the nodes decide it)."""
+        membership = self.membership
+        if self.kind == "keyed":
+            owner = membership.owner(str(getattr(msg, self.field)))
+        elif self.kind == "singleton":
+            owner = membership.owner(self.group)
+        else:  # a pool: any member serves, so spread them in turn
+            owners = membership.owners
+            owner = owners[next(self._turn) % len(owners)]
+        return self.prefixes[owner]
+
+
+class Router:
+    """What one bus knows of the groups on the bus, and where it sends each message type."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._tokens: dict[Group, dict[str, int]] = {}  # live members (node: GPU count) of every group
+        self._catalogs: dict[Group, list[CatalogEntry]] = {}  # what each group takes, from any of its nodes
+        self._routes: dict[Group, GroupRoute] = {}  # the live groups whose catalog came
+        self._plans: dict[type[Message], tuple[GroupRoute, ...] | None] = {}
+        self._changes: Inbox[Change] = Inbox(65_536, name="routes")
+        self._declared: list[Any] = []
+        self.enabled = False
+
+    def plan(self, cls: type[Message]) -> tuple[GroupRoute, ...] | None:
+        """The groups to route a message of type ``cls`` to; None: publish it on its plain key."""
+        try:
+            return self._plans[cls]
+        except KeyError:
+            plan = self._plans[cls] = self._plan(cls)
+            return plan
+
+    def _plan(self, cls: type[Message]) -> tuple[GroupRoute, ...] | None:
+        template = cls.__edabus_key__
+        if not self.enabled or template is None or cls.__edabus_reliable__ or len(self._routes) < len(self._tokens):
+            return None
+        pattern = zenoh.KeyExpr(template.pattern)
+        matched = []
+        for route in self._routes.values():
+            covered = route.covers(pattern)
+            if covered is None or (covered and route.kind not in _ROUTABLE):
+                return None
+            if covered:
+                matched.append(route)
+        if not any(len(route.membership.members) > 1 for route in matched):
+            return None
+        return tuple(matched)
+
+    # -- following the groups, on the loop ---------------------------------------------------
+
+    async def start(self) -> None:
+        """Follow the member tokens, ask every node's catalog, take what came; then route.
+
+        Only the subscriber's history is trusted for the tokens alive now: a liveliness
+        get sent after it is declared is answered from its (still empty) local view.
+        The history travels ahead of the catalog replies; what comes later is applied
+        by `run`, and until a group is complete its types go on their plain keys.
+        """
+        session = self._bus.session
+        self._declared = [
+            session.liveliness().declare_subscriber(
+                f"{PREFIX}/member/**", zenoh.handlers.Callback(self._on_token, indirect=False), history=True
+            ),
+            session.declare_queryable(
+                routes_barrier_key(self._bus.node_id), zenoh.handlers.Callback(self._changes.push, indirect=False)
+            ),
+        ]
+        hosted = await self._ask_catalogs(f"{PREFIX}/node/*/catalog")
+        with anyio.move_on_after(_HISTORY_WAIT_S):  # the tokens of the groups that answered
+            while any(node not in self._tokens.get(group, ()) for group, node in hosted):
+                self._apply(await self._changes.get_batch())
+        self.enabled = True
+        self._plans.clear()
+
+    def close(self) -> None:
+        """Stop following (the bus is closing)."""
+        self.enabled = False
+        self._changes.close()
+        if not self._bus.session.is_closed():
+            for entity in self._declared:
+                entity.undeclare()
+        self._declared.clear()
+
+    def _on_token(self, sample: zenoh.Sample) -> None:  # Zenoh's thread
+        parsed = parse_member_key(str(sample.key_expr))
+        if parsed is not None:
+            joined = sample.kind == zenoh.SampleKind.PUT
+            self._changes.push((joined, (parsed[0], parsed[1]), parsed[2], parsed[3]))
+
+    async def run(self) -> None:
+        """Apply member changes as they come; ask for the catalogs of groups not known yet."""
+        while True:
+            with anyio.move_on_after(_RETRY_S):
+                batch = await self._changes.get_batch()
+                if not batch:
+                    return  # closed
+                self._apply(batch)
+            unknown = {node for group, members in self._tokens.items() if group not in self._routes for node in members}
+            for node in sorted(unknown):
+                await self._ask_catalogs(catalog_key(node))
+
+    def _apply(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            if isinstance(change, zenoh.Query):  # after every change that came before it
+                _answer(change, routes_barrier_key(self._bus.node_id))
+                continue
+            joined, group, node, gpus = change
+            members = self._tokens.setdefault(group, {})
+            route = self._routes.get(group)
+            if joined:
+                if members.get(node) == gpus:
+                    continue
+                members[node] = gpus
+                if route is not None:
+                    route.update(joined={node: gpus})
+            else:
+                if members.pop(node, None) is None:
+                    continue
+                if route is not None:
+                    route.update(left={node})
+                if not members:
+                    del self._tokens[group]
+                    self._routes.pop(group, None)
+            self._plans.clear()
+        self._complete()
+
+    def _complete(self) -> None:
+        """Make the route of every live group whose catalog came."""
+        for group, members in self._tokens.items():
+            entries = self._catalogs.get(group)
+            if entries and group not in self._routes:
+                route = self._routes[group] = GroupRoute(*group, entries)
+                route.update(joined=dict(members))
+                self._plans.clear()
+
+    async def _ask_catalogs(self, selector: str) -> set[tuple[Group, str]]:
+        """Ask nodes for their catalogs; the (group, node) pairs they answered for."""
+        hosted: set[tuple[Group, str]] = set()
+        try:
+            replies = await self._bus.query(selector, timeout=CATALOG_TIMEOUT)
+        except EdabusError:
+            return hosted
+        for reply in replies:
+            if reply.ok is None:
+                continue
+            try:
+                catalog = _catalog_decoder.decode(reply.ok.payload.to_bytes())
+            except msgspec.MsgspecError:
+                log.warning("bus.catalog_unreadable", key=str(reply.ok.key_expr))
+                continue
+            by_group: dict[Group, list[CatalogEntry]] = {}
+            for entry in catalog.entries:
+                by_group.setdefault((entry.app, entry.group), []).append(entry)
+            self._catalogs.update(by_group)  # the same app's groups declare the same types everywhere
+            hosted.update((group, catalog.node) for group in by_group)
+        self._complete()
+        return hosted
+
+
+def _answer(query: zenoh.Query, key: str) -> None:
+    try:
+        query.reply(key, b"")
+    except zenoh.ZError:
+        log.debug("bus.reply_failed", key=str(query.key_expr))
+    finally:
+        query.drop()
+
+
+def forward(bus: Bus, app: str, group: str, envelope: Envelope, owner: str) -> BaseException | None:
+    """Pass a routed arrival on to ``owner``'s routed key; the error if it cannot be."""
+    meta = envelope.meta
+    if meta.hops >= MAX_HOPS:
+        return NoRouteError(
+            f"{envelope.key!r} was passed on {meta.hops} times between nodes of {app}/{group} "
+            f"that disagree on its owner; this node sees {owner} as the owner"
+        )
+    attachment = encode_meta(msgspec.structs.replace(meta, hops=meta.hops + 1))
+    try:
+        bus.put(f"{route_prefix(app, group, owner)}/{envelope.key}", envelope.payload, attachment)
+    except (EdabusError, zenoh.ZError) as exc:
+        return exc
+    return None
