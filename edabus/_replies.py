@@ -30,22 +30,30 @@ _error_decoder = msgspec.msgpack.Decoder(ErrorReply)
 
 
 class Replies:
-    """Collects the replies of one Zenoh query; settled on the loop thread."""
+    """Collects the replies of one Zenoh query; settled on the loop thread.
+
+    The waiting task is woken once, when what it waits for has happened (the first
+    decisive reply, or the end of the query): a wake-up from Zenoh's thread costs a
+    self-pipe write and a loop iteration, measured at tens of µs here.
+    """
 
     def __init__(self, is_decisive: Callable[[zenoh.Reply], bool] | None = None) -> None:
         self.replies: list[zenoh.Reply] = []
         self.final = False
         self.decisive: zenoh.Reply | None = None
-        self.changed = anyio.Event()
         self._is_decisive = is_decisive
         self._waker = Waker()
         self._parts = 1  # the Zenoh query, plus each local group asked in-process (`_local`)
+        self._event: anyio.Event | None = None  # the waiter's, while it waits
+        self._first_decisive = False
+        self._woken = False
 
     def on_reply(self, reply: zenoh.Reply) -> None:  # Zenoh's thread
         self.replies.append(reply)
         if self.decisive is None and self._is_decisive is not None and self._is_decisive(reply):
             self.decisive = reply
-            self._waker(self.changed.set)
+            if self._first_decisive:
+                self._wake()
 
     def on_final(self) -> None:  # Zenoh's thread
         self.part_done()
@@ -59,19 +67,32 @@ class Replies:
         self._parts -= 1
         if self._parts <= 0:
             self.final = True
-            self._waker(self.changed.set)
+            self._wake()
+
+    def _wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._waker(self._set)
+
+    def _set(self) -> None:  # on the loop
+        if self._event is not None:
+            self._event.set()
 
     def callback(self) -> zenoh.handlers.Callback[zenoh.Reply]:
         return zenoh.handlers.Callback(self.on_reply, self.on_final, indirect=False)
 
+    def _done(self) -> bool:
+        return self.final or (self._first_decisive and self.decisive is not None)
+
     async def wait(self, *, first_decisive: bool = False) -> None:
         """Wait until the query is final (or, with ``first_decisive``, a decisive reply came)."""
-        while not (self.final or (first_decisive and self.decisive is not None)):
-            self.changed = anyio.Event()
-            # Re-check after the swap: a callback may have set the old event in between.
-            if self.final or (first_decisive and self.decisive is not None):
-                return
-            await self.changed.wait()
+        self._first_decisive = first_decisive
+        if self._done():
+            return
+        self._event = anyio.Event()
+        # Re-check after the event is in place: a callback may have come in between.
+        if not self._done():
+            await self._event.wait()
 
 
 def is_decisive(reply: zenoh.Reply) -> bool:
