@@ -128,11 +128,12 @@ class Inbox(Generic[T]):
             self._waker(self._rejected_ready.set)
             return
         items.append(item)
-        self.peak = max(self.peak, len(items))
+        depth = len(items)
+        self.peak = max(self.peak, depth)
         if self._consumer_waiting:
             self._consumer_waiting = False
             self._waker(self._ready.set)
-        if on_loop and len(items) >= self.capacity and self._on_pressure is not None:
+        if on_loop and depth >= self.capacity and self._on_pressure is not None:
             self._on_pressure(self)  # a publisher on the loop waits for room instead
 
     def _wait_for_room(self) -> bool:

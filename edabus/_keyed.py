@@ -124,6 +124,20 @@ class KeyedSupervisor(Supervisor):
 
     # -- arrivals ----------------------------------------------------------------------------
 
+    def _enqueue_nowait(self, work: Work) -> bool:
+        key = self._key_of(work.msg)
+        cell = self._cells.get(key)
+        if cell is None or cell.stopped:
+            return False  # an activation (or a refusal, for an escalated key): `_enqueue`
+        mailbox = cell.mailbox
+        if len(mailbox) >= mailbox.capacity:
+            return False  # the overflow policy: `_enqueue`
+        self._cells.move_to_end(key)
+        cell.last_used = time.monotonic()
+        mailbox.put_nowait(work)
+        self._runners.schedule(cell)
+        return True
+
     async def _enqueue(self, work: Work) -> None:
         key = self._key_of(work.msg)
         if key in self._escalated:

@@ -260,14 +260,16 @@ class Node:
 
     async def _dispatch(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:
         """Hand a group's arrivals to it, in arrival order (waiting while an actor's mailbox is full)."""
-        deliver = sup.deliver
+        take, queue = sup.take, sup.queue
         while batch := await inbox.get_batch():
             self._dispatching.add(sup)
             for message_type, envelope, query in batch:
                 if message_type is MEMBERS:
                     envelope()  # a membership change, in its place among the arrivals
                     continue
-                await deliver(message_type, envelope, query)
+                work = take(message_type, envelope, query)
+                if work is not None:
+                    await queue(work)  # an activation or a full mailbox: may wait
             self._dispatching.discard(sup)
 
     async def _dead_letter_rejected(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:

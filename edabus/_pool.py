@@ -67,6 +67,13 @@ class PoolSupervisor(Supervisor):
     def _reset_window(self, cell: Cell) -> None:  # noqa: ARG002 - restarts count pool-wide
         self._pool_window = RestartWindow(self.policy)
 
+    def _enqueue_nowait(self, work: Work) -> bool:
+        if self._escalated or self._queue.full():
+            return False
+        self._queue.put_nowait(work)
+        self._grow()
+        return True
+
     async def _enqueue(self, work: Work) -> None:
         if self._escalated:
             self.reject(work, ActorEscalated(f"pool {self.name!r} escalated; it takes no messages"))
