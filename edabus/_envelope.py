@@ -8,7 +8,7 @@ import zenoh
 
 from ._wire import Meta, decode_meta
 
-__all__ = ["Envelope", "envelope_of", "query_envelope", "routed_envelope_of"]
+__all__ = ["Envelope", "envelope_of", "query_envelope"]
 
 
 class Envelope(NamedTuple):
@@ -29,24 +29,19 @@ class Envelope(NamedTuple):
         return decode_meta(self.attachment)
 
 
-def envelope_of(sample: zenoh.Sample) -> Envelope:
-    """Copy what we need out of a Zenoh sample (on Zenoh's thread); metadata is decoded only if read."""
+def envelope_of(sample: zenoh.Sample, strip: int = 0) -> Envelope:
+    """Copy what we need out of a Zenoh sample (on Zenoh's thread); metadata is decoded only if read.
+
+    ``strip``: the length of a route prefix to take off a routed sample's key
+    (``@edabus/to/{app}/{group}/{node}/``); the envelope is then marked ``routed``.
+    """
     attachment = sample.attachment
+    key = str(sample.key_expr)
     return Envelope(
-        str(sample.key_expr),
+        key[strip:] if strip else key,
         sample.payload.to_bytes(),
         attachment.to_bytes() if attachment is not None else None,
-    )
-
-
-def routed_envelope_of(sample: zenoh.Sample, strip: int) -> Envelope:
-    """The envelope of a routed sample: its key without the route prefix (``strip`` characters)."""
-    attachment = sample.attachment
-    return Envelope(
-        str(sample.key_expr)[strip:],
-        sample.payload.to_bytes(),
-        attachment.to_bytes() if attachment is not None else None,
-        True,  # noqa: FBT003 - the NamedTuple's fourth field
+        strip > 0,
     )
 
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import zenoh
 
-from ._envelope import envelope_of, query_envelope, routed_envelope_of
+from ._envelope import envelope_of, query_envelope
 
 if TYPE_CHECKING:
     from ._bridge import Inbox
@@ -137,7 +137,7 @@ class Lane:
             sample = receive()
             if sample is None:
                 break
-            envelope = routed_envelope_of(sample, strip) if strip else envelope_of(sample)
+            envelope = envelope_of(sample, strip)
             message_type = single or self._type_of(envelope.key)
             if message_type is None:
                 self.passed += 1
@@ -199,7 +199,7 @@ class GroupIntake:
                 push((t, envelope_of(sample), None))
 
             def on_routed(sample: zenoh.Sample, t: type[Message] = message_type) -> None:
-                push((t, routed_envelope_of(sample, strip), None))
+                push((t, envelope_of(sample, strip), None))
 
             def on_query(query: zenoh.Query, t: type[Message] = message_type) -> None:
                 flush()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Self
 import zenoh
 
 from ._bridge import Inbox
-from ._envelope import Envelope, envelope_of, routed_envelope_of
+from ._envelope import Envelope, envelope_of
 from ._wire import PREFIX, route_prefix
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class Subscription:
         # Publishers send messages straight to their owners' routed keys (`_router`): hear
         # those too, once each (a message routed to two groups travels twice).
         self._routed: zenoh.Subscriber[None] | None = None
-        self._recent: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+        self._recent: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         if not key_expr.startswith(PREFIX):
             self._routed = session.declare_subscriber(
                 f"{route_prefix('*', '*', '*')}/{key_expr}",
@@ -46,9 +46,11 @@ class Subscription:
 
     def _on_routed(self, sample: zenoh.Sample) -> None:
         routed_key = str(sample.key_expr)  # @edabus/to/{app}/{group}/{node}/{key}
-        envelope = routed_envelope_of(sample, len(routed_key) - len(routed_key.split("/", 5)[5]))
-        if envelope.attachment:  # (sender, id) names a message; a copy of one already heard is left out
-            name = (envelope.key, envelope.attachment)
+        envelope = envelope_of(sample, len(routed_key) - len(routed_key.split("/", 5)[5]))
+        meta = envelope.meta
+        if meta.id:  # (sender, id) names a message: a copy already heard (another group's, or
+            # one a node passed on to the owner, its `hops` one higher) is left out
+            name = (envelope.key, meta.sender, meta.id)
             if name in self._recent:
                 return
             self._recent[name] = None
