@@ -174,7 +174,8 @@ class Bus:
         try:
             self.session.put(key, payload, attachment=attachment, congestion_control=_BLOCK)
         except zenoh.ZError as exc:
-            if self.session.is_closed():
+            # Not `session.is_closed()`: it can deadlock with Zenoh's threads (see Router.close).
+            if self._closed or str(exc) == "session closed":
                 raise BusClosedError(str(exc)) from exc
             raise
         self._published = True

@@ -177,9 +177,12 @@ class Router:
         """Stop following (the bus is closing)."""
         self.enabled = False
         self._changes.close()
-        if not self._bus.session.is_closed():
-            for entity in self._declared:
-                entity.undeclare()
+        # Never ask `session.is_closed()` here: it waits for the session's lock while
+        # holding the GIL, and a Zenoh thread that holds that lock to run one of our
+        # callbacks waits for the GIL (a deadlock, seen in CI). Undeclaring on a closed
+        # session is a no-op.
+        for entity in self._declared:
+            entity.undeclare()
         self._declared.clear()
 
     def _on_token(self, sample: zenoh.Sample) -> None:  # Zenoh's thread

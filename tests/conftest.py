@@ -6,6 +6,7 @@ process a test starts is reaped by its fixture, even when the test fails.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import socket
@@ -21,6 +22,32 @@ import pytest
 import edabus
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# pytest-timeout's signal method cannot end a test whose main thread is stuck in
+# native code holding the GIL (a Zenoh call waiting for a lock that a Zenoh thread
+# holds while it waits for the GIL): no Python code runs again, its timer thread's
+# included. This watchdog is C code: past this many seconds for one test (setup,
+# call and teardown) it prints every thread's stack and ends the run with exit 1,
+# so a hang costs minutes, not CI's whole budget.
+WATCHDOG_S = 150.0
+_watchdog_stderr: int | None = None
+
+
+def pytest_configure() -> None:
+    """Keep a descriptor of the real stderr: during a test, fd 2 is pytest's capture file."""
+    global _watchdog_stderr  # noqa: PLW0603 - one per run, set before the first test
+    _watchdog_stderr = os.dup(sys.__stderr__.fileno() if sys.__stderr__ is not None else 2)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol() -> Iterator[None]:
+    """Arm the watchdog around each test."""
+    if _watchdog_stderr is not None:
+        faulthandler.dump_traceback_later(WATCHDOG_S, exit=True, file=_watchdog_stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(params=["asyncio", "trio"])
