@@ -277,6 +277,8 @@ class Bus:
         """The keys of the liveliness tokens alive now that match ``key_expr``."""
         self._check_open()
         replies = Replies()
+        # Zenoh ends a liveliness get by dropping its callback while it holds the
+        # session's lock: `Replies.on_final` only schedules a wake-up, never blocks.
         self.session.liveliness().get(key_expr, replies.callback(), timeout=timeout)
         await replies.wait()
         return sorted(str(r.ok.key_expr) for r in replies.replies if r.ok is not None)
