@@ -21,16 +21,13 @@ group's inbox in batches. Order is kept:
 - Puts from this process (``allowed_origin`` SESSION_LOCAL) still go through a
   callback, synchronously on the publisher's thread, as before.
 
-The puller polls: when every channel is empty it sleeps, 50 µs at first,
-doubling to 1 ms. An idle node so wakes at most 1,000 times a second, and a
-lone put from another process waits at most about 1 ms more.
+The puller polls while puts come and parks when none do (see `_puller`).
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -42,14 +39,12 @@ if TYPE_CHECKING:
     from ._bridge import Inbox
     from ._message import Message
 
-__all__ = ["CHANNEL_SIZE", "GroupIntake", "Lane", "Puller", "covering_pattern"]
+__all__ = ["CHANNEL_SIZE", "GroupIntake", "Lane", "covering_pattern"]
 
 log = structlog.get_logger(__name__)
 
 CHANNEL_SIZE = 2048  # remote puts a group's channel holds before Zenoh's receive thread waits
 _BATCH = 4096
-_IDLE_MIN_S = 0.00005
-_IDLE_MAX_S = 0.001
 _TYPE_CACHE = 100_000
 
 
@@ -88,12 +83,12 @@ class Lane:
         self._by_key: dict[str, type[Message] | None] = {}
         # A routed lane takes `{route}/{key}`: its envelopes carry the key without the prefix.
         self._strip = len(route) + 1 if route else 0
+        self.key_expr = f"{route}/{pattern}" if route else pattern
         self._channel = session.declare_subscriber(
-            f"{route}/{pattern}" if route else pattern,
-            zenoh.handlers.FifoChannel(CHANNEL_SIZE),
-            allowed_origin=zenoh.Locality.REMOTE,
+            self.key_expr, zenoh.handlers.FifoChannel(CHANNEL_SIZE), allowed_origin=zenoh.Locality.REMOTE
         )
         self.passed = 0  # keys under the cover that no handled type matches
+        self.stalled = False  # the last pump found the inbox full
 
     def undeclare(self) -> None:
         """Stop taking puts (those still in the channel are dropped with it)."""
@@ -119,7 +114,8 @@ class Lane:
             return 1  # a callback is flushing us: busy, not idle
         try:
             room = self._inbox.room()
-            if room <= 0:
+            self.stalled = room <= 0
+            if self.stalled:
                 return 0
             items = self._take(min(room, _BATCH))
             if items:
@@ -232,43 +228,3 @@ class GroupIntake:
             for entity in self._declared:
                 entity.undeclare()
         self._declared.clear()
-
-
-class Puller:
-    """The thread that moves every lane's remote puts into its group's inbox, in batches."""
-
-    def __init__(self, lanes: list[Lane], name: str) -> None:
-        self._lanes = lanes
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        """Start pulling."""
-        if self._lanes:
-            self._thread.start()
-
-    def stop(self) -> Callable[[], None]:
-        """Ask the thread to end; returns a blocking join (run it off the loop)."""
-        self._stop.set()
-        return self._join
-
-    def _join(self) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
-
-    def _run(self) -> None:
-        lanes = self._lanes
-        idle = _IDLE_MIN_S
-        stop = self._stop
-        try:
-            while not stop.is_set():
-                moved = 0
-                for lane in lanes:
-                    moved += lane.pump()
-                if moved:
-                    idle = _IDLE_MIN_S
-                    continue
-                time.sleep(idle)  # nothing queued anywhere: poll again soon (see the module doc)
-                idle = min(idle * 2, _IDLE_MAX_S)
-        except Exception:  # pragma: no cover - a bug here must be seen, not end the node silently
-            log.exception("ingest.puller_failed")

@@ -26,9 +26,10 @@ from ._control import answer_control
 from ._envelope import Envelope
 from ._exceptions import ActorStopped, EdabusError, MailboxFull
 from ._gpus import local_gpus
-from ._ingest import GroupIntake, Puller
+from ._ingest import GroupIntake
 from ._membership import Membership
 from ._message import Message
+from ._puller import Puller
 from ._statistics import SupervisorStatistics
 from ._store import close_stores, stores_of
 from ._watch import MEMBERS, MemberWatch
@@ -219,7 +220,7 @@ class Node:
             for message_type in sup.handlers:
                 self.bus.local_routes.add(message_type, functools.partial(self._deliver_local, sup))
         lanes = [lane for intake in self._intakes.values() for lane in intake.lanes]
-        self._puller = Puller(lanes, name=f"edabus-ingest:{self.node_id}")
+        self._puller = Puller(session, lanes, name=f"edabus-ingest:{self.node_id}")
         self._puller.start()
         assert self._control is not None  # noqa: S101 - made in __aenter__
         control = self._control.push
@@ -349,7 +350,7 @@ class Node:
         if not self.bus.closed:
             self.bus.local_routes.clear()
         if self._puller is not None:
-            self._puller.stop()()  # ends within its 1 ms poll
+            self._puller.stop()()
             self._puller = None
         for intake in self._intakes.values():
             intake.close(undeclare=not self.bus.closed)  # what reached us first is ours to handle

@@ -8,6 +8,7 @@ import anyio
 
 import edabus
 from edabus._ingest import covering_pattern
+from tests.conftest import eventually
 
 
 class Credit(edabus.Message, key="ingest/acct/{account}/credit"):
@@ -80,3 +81,33 @@ async def test_remote_puts_of_several_types_then_a_request_arrive_in_wire_order(
         assert trail == sent
         plain, _routed = node._intakes[node.supervisor("Ledger")].lanes
         assert plain.passed == len(sent)
+
+
+async def test_a_parked_puller_is_woken_by_the_next_remote_put(router: str) -> None:
+    """With no puts for a while the puller parks; a put from another process wakes it by its lane's bell.
+
+    The parked puller's own re-check is set to a minute, so only a bell can bring
+    each put in before the deadline; three rounds show that a bell listens again
+    after it rang, and that a burst between parks does not leave a stale ring.
+    """
+    app = edabus.App("ingest")
+    app.keyed(Ledger, key="account")
+    async with (
+        edabus.connect(router) as node_bus,
+        edabus.Node(node_bus, [app]) as node,
+        edabus.connect(router) as client,
+    ):
+        puller = node._puller
+        assert puller is not None
+        puller.recheck_s = 60.0
+        await client.wait_for_group("ingest")
+        ledger = node.supervisor("Ledger")
+        expected = 0
+        for burst in (1, 50, 1):
+            await eventually(lambda: puller.asleep)
+            rings = puller.rings
+            for _ in range(burst):
+                await client.publish(Debit(account="b", amount=1))
+            expected += burst
+            await eventually(lambda: ledger.statistics().handled == expected)  # noqa: B023 - read at once
+            assert puller.rings > rings
