@@ -87,8 +87,8 @@ async def test_a_parked_puller_is_woken_by_the_next_remote_put(router: str) -> N
     """With no puts for a while the puller parks; a put from another process wakes it by its lane's bell.
 
     The parked puller's own re-check is set to a minute, so only a bell can bring
-    each put in before the deadline; three rounds show that a bell listens again
-    after it rang, and that a burst between parks does not leave a stale ring.
+    each put in before the deadline; three rounds show that the puller parks
+    again after a bell woke it, and a burst as well as a single put wakes it.
     """
     app = edabus.App("ingest")
     app.keyed(Ledger, key="account")
