@@ -8,16 +8,17 @@ each select and takes it straight back, and pays a futex wake for the waiter
 every time. Polling kept the loop in that state: an in-process request took 86
 to 94 µs instead of 54 to 58, though no remote put came at all.
 
-So after a few empty polls (`PARK_AFTER_POLLS`) the puller parks, and it starts parked: it sleeps on a
-`threading.Event`, holding no GIL and needing none, until a put comes. What
-rings is a bell per lane: a callback subscriber on the lane's key expression,
-declared only while the puller is parked (a twin of the lane's subscriber, so
-Zenoh sends no new declaration). No put is left unheard: the puller clears
-``wake``, declares the bells, and only then polls every lane once more; a put
-that came before a bell existed is in its lane's channel, one after it rings.
-The bells are undeclared as soon as the puller wakes, so a stream of puts
-costs them nothing. (A bell thread blocked in a channel's ``recv`` would not
-do: zenoh-python's ``recv`` takes the GIL every 100 ms to check for signals.)
+So after a few empty polls (`PARK_AFTER_POLLS`) the puller parks, and it
+starts parked: it sleeps on a `threading.Event`, holding no GIL and needing
+none, until a put comes. What rings is a bell per lane: a callback subscriber
+on the lane's key expression, declared only while the puller is parked (a twin
+of the lane's subscriber, so Zenoh sends no new declaration). No put is left
+unheard: the puller clears ``wake``, declares the bells, and only then polls
+every lane once more; a put that came before a bell existed is in its lane's
+channel, one after it rings. The bells are undeclared as soon as the puller
+wakes, so a stream of puts costs them nothing. (A bell thread blocked in a
+channel's ``recv`` would not do: zenoh-python's ``recv`` takes the GIL every
+100 ms to check for signals.)
 """
 
 from __future__ import annotations
