@@ -50,6 +50,12 @@ def pytest_runtest_protocol() -> Iterator[None]:
         faulthandler.cancel_dump_traceback_later()
 
 
+def pytest_sessionfinish() -> None:
+    """Re-arm it for the exit: a Zenoh session left open by a test would hang the process there."""
+    if _watchdog_stderr is not None:
+        faulthandler.dump_traceback_later(WATCHDOG_S, exit=True, file=_watchdog_stderr)
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Every async test runs on both anyio backends."""
