@@ -100,8 +100,11 @@ class Runners(Generic[T]):
         """Idle until woken; False when this runner should exit (idle too long, not the last)."""
         event = anyio.Event()
         self._idle.append(event)
-        with anyio.move_on_after(_IDLE_EXIT_S):
-            await event.wait()
+        if self._count == 1:
+            await event.wait()  # the last runner stays anyway: no deadline to arm and cancel
+        else:
+            with anyio.move_on_after(_IDLE_EXIT_S):
+                await event.wait()
         if event.is_set():
             self._woken -= 1
             return True
