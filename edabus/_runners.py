@@ -4,7 +4,8 @@ An actor with queued messages is *scheduled*: put once on the ready queue. A
 runner takes it, handles up to a quantum of its messages, and puts it back if
 more wait. A runner that finds the queue still non-empty after taking an actor
 wakes (or spawns) another, so an actor whose handler awaits (a request, a
-sleep) never holds up the others; runners beyond the first exit after idling.
+sleep) never holds up the others; a runner that goes idle while enough others
+already are (`_IDLE_KEEP`) exits.
 Tasks are spawned when concurrency grows, not per message.
 """
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Runners", "Schedulable"]
 
-_IDLE_EXIT_S = 10.0  # a runner beyond the first exits after idling this long
+_IDLE_KEEP = 8  # idle runners kept for the next burst; one that finds this many idle exits
 _CHECKPOINT_EVERY = 256  # messages a runner handles before it lets other tasks run
 
 
@@ -97,16 +98,15 @@ class Runners(Generic[T]):
             self._count -= 1
 
     async def _wait_for_work(self) -> bool:
-        """Idle until woken; False when this runner should exit (idle too long, not the last)."""
+        """Idle until woken; False when this runner should exit (enough others idle already).
+
+        No deadline is armed: an idle wait is one event, which matters when every
+        request makes the runner idle once (in-process request/reply).
+        """
+        if len(self._idle) >= _IDLE_KEEP:
+            return False
         event = anyio.Event()
         self._idle.append(event)
-        if self._count == 1:
-            await event.wait()  # the last runner stays anyway: no deadline to arm and cancel
-        else:
-            with anyio.move_on_after(_IDLE_EXIT_S):
-                await event.wait()
-        if event.is_set():
-            self._woken -= 1
-            return True
-        self._idle.remove(event)
-        return self._count == 1
+        await event.wait()
+        self._woken -= 1
+        return True

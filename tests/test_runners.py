@@ -1,4 +1,4 @@
-"""Runners: tasks spawn as handlers await, and those beyond the first exit after idling."""
+"""Runners: tasks spawn as handlers await, and those beyond the idle ones kept exit."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ class Item:
 
 
 async def test_runners_grow_while_handlers_wait_then_shrink_to_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Five actors whose handlers wait take five runners; idle, all but one exit; work still runs."""
-    monkeypatch.setattr(edabus._runners, "_IDLE_EXIT_S", 0.05)
+    """Five actors whose handlers wait take five runners; idle, all but the kept one exit; work still runs."""
+    monkeypatch.setattr(edabus._runners, "_IDLE_KEEP", 1)
     gate = anyio.Event()
     handled: list[Item] = []
 
