@@ -10,8 +10,8 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from ._exceptions import DefinitionError, NotAttachedError
 from ._message import Message, encode
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._bus import Bus
     from ._timers import Timer, Timers
 
-__all__ = ["Actor", "ActorContext", "HandlerSpec", "handler", "handlers_of"]
+__all__ = ["Actor", "ActorContext", "HandlerSpec", "group_handlers", "handler", "handlers_of"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -68,6 +68,12 @@ class HandlerSpec:
     max_delay: float = 0.0
 
 
+class TimersOwner(Protocol):
+    """Whoever makes an actor's timers when it first asks (its supervisor)."""
+
+    def timers_of(self, cell: Any) -> Timers: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ActorContext:
     """What a running actor knows of its surroundings."""
@@ -77,7 +83,13 @@ class ActorContext:
     group: str
     key: object
     node_id: str
-    timers: Timers
+    _owner: TimersOwner = field(repr=False)
+    _cell: object = field(repr=False)
+
+    @property
+    def timers(self) -> Timers:
+        """The actor's timers, made on first use (most actors have none: fewer objects per activation)."""
+        return self._owner.timers_of(self._cell)
 
 
 class Actor:
@@ -128,6 +140,25 @@ class Actor:
     def schedule_every(self, interval: float, msg: Message, *, delay: float | None = None) -> Timer:
         """Send ``msg`` to this actor every ``interval`` seconds, first after ``delay`` (default: interval)."""
         return self.context.timers.schedule(msg, interval if delay is None else delay, interval)
+
+
+def group_handlers(actor_cls: object, kind: str, group: str) -> dict[type[Message], HandlerSpec]:
+    """The handler table of a group's actor class; `DefinitionError` if it cannot be one."""
+    if not (isinstance(actor_cls, type) and issubclass(actor_cls, Actor)):
+        msg = f"{actor_cls!r} is not an edabus.Actor subclass"
+        raise DefinitionError(msg)
+    handlers = handlers_of(actor_cls)
+    if not handlers:
+        msg = f"{actor_cls.__name__} has no @edabus.handler methods: {kind} group {group!r} would get nothing"
+        raise DefinitionError(msg)
+    for message_type in handlers:
+        if message_type.__edabus_key__ is None:
+            msg = (
+                f"{actor_cls.__name__} handles {message_type.__name__}, which has no key=; "
+                "a supervisor can only subscribe to messages that name their key"
+            )
+            raise DefinitionError(msg)
+    return handlers
 
 
 def handlers_of(cls: type[Actor]) -> dict[type[Message], HandlerSpec]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class Cell:
     seen_changed: bool = False
     pending: bytes | None = None
     unsaved: int = 0
-    deferred: list[tuple[zenoh.Query, Any]] = field(default_factory=list)
+    deferred: list[tuple[zenoh.Query, Any]] | None = None  # made by the first held reply
 
 
 @dataclass(slots=True)

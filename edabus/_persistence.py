@@ -126,7 +126,7 @@ class Durability:
 
     async def load(self, cell: Cell, instance: Actor, key: str) -> None:
         """Give a new instance its saved state (or a fresh one) and the cell its window."""
-        cell.deferred = []
+        cell.deferred = None
         cell.unsaved = 0
         if self.store is None or self.state_type is None:
             if self.state_type is not None:
@@ -198,6 +198,8 @@ class Durability:
     def defer(self, cell: Cell, work: Work, result: Any) -> None:
         """Hold a request's reply until the state it follows is saved."""
         if work.query is not None:
+            if cell.deferred is None:
+                cell.deferred = []
             cell.deferred.append((work.query, result))
 
     # -- handling -----------------------------------------------------------------------------
@@ -287,8 +289,8 @@ class Durability:
 
     def answer(self, cell: Cell, error: Exception | None) -> None:
         """Send the held replies (or, when the save failed, the error) and finish their queries."""
-        deferred, cell.deferred = cell.deferred, []
-        for query, result in deferred:
+        deferred, cell.deferred = cell.deferred, None
+        for query, result in deferred or ():
             if error is None:
                 reply(query, result)
             else:

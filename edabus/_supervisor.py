@@ -17,7 +17,7 @@ import anyio
 import structlog
 import zenoh
 
-from ._actor import Actor, ActorContext, call_handler, call_hook, handlers_of
+from ._actor import Actor, ActorContext, call_handler, call_hook, group_handlers
 from ._batching import one_reply_per_message
 from ._bus import Envelope
 from ._cell import Cell, Counters, Work
@@ -67,9 +67,7 @@ class Supervisor(FailureHandling):
         overflow: Overflow = "backpressure",
         restart: RestartPolicy | None = None,
     ) -> None:
-        if not (isinstance(actor_cls, type) and issubclass(actor_cls, Actor)):
-            msg = f"{actor_cls!r} is not an edabus.Actor subclass"
-            raise DefinitionError(msg)
+        self.handlers = group_handlers(actor_cls, self.kind, name)
         if overflow not in _OVERFLOWS:
             msg = f"group {name!r}: overflow must be one of {_OVERFLOWS}, got {overflow!r}"
             raise DefinitionError(msg)
@@ -82,17 +80,6 @@ class Supervisor(FailureHandling):
         self.mailbox_size = mailbox_size
         self.overflow = overflow
         self.policy = restart or RestartPolicy()
-        self.handlers = handlers_of(actor_cls)
-        if not self.handlers:
-            msg = f"{actor_cls.__name__} has no @edabus.handler methods: {self.kind} group {name!r} would get nothing"
-            raise DefinitionError(msg)
-        for message_type in self.handlers:
-            if message_type.__edabus_key__ is None:
-                msg = (
-                    f"{actor_cls.__name__} handles {message_type.__name__}, which has no key=; "
-                    "a supervisor can only subscribe to messages that name their key"
-                )
-                raise DefinitionError(msg)
         self._counters = Counters()
         self.membership: Membership | None = None  # set by the node; None: this node owns everything
         self.cpu_fallback = False  # compute groups: go to numpy instead of escalating
@@ -250,6 +237,13 @@ class Supervisor(FailureHandling):
     def _timer_deliver(self, cell: Cell) -> Callable[[Message], Awaitable[bool]]:
         raise NotImplementedError
 
+    def timers_of(self, cell: Cell) -> Timers:
+        """The cell's timers, made when its actor first sets one."""
+        if cell.timers is None:
+            assert self._tg is not None  # noqa: S101 - attached before any actor starts
+            cell.timers = Timers(self._timer_deliver(cell), self._tg.start_soon, self.work_for_timer)
+        return cell.timers
+
     async def start_instance(self, cell: Cell) -> bool:
         """Build and start the cell's actor; on failure its queued messages fail and it stops."""
         assert self._bus is not None  # noqa: S101 - attach() runs before any message
@@ -261,9 +255,8 @@ class Supervisor(FailureHandling):
             elif self.gpus and getattr(instance, "device", 0) is None:  # a ComputeWorker: spread over our GPUs
                 instance.device = self.gpus[self._spawned % len(self.gpus)]  # type: ignore[attr-defined]
                 self._spawned += 1
-            cell.timers = Timers(self._timer_deliver(cell), self._tg.start_soon, self.work_for_timer)
             instance._edabus_context = ActorContext(  # noqa: SLF001 - the supervisor owns the context
-                bus=self._bus, app=self.app, group=self.name, key=cell.key, node_id=self._node_id, timers=cell.timers
+                self._bus, self.app, self.name, cell.key, self._node_id, self, cell
             )
             if self.durability is not None:
                 await self.durability.load(cell, instance, self.state_key(cell))
