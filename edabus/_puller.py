@@ -52,7 +52,7 @@ class Puller:
         self._lanes = lanes
         self.wake = threading.Event()
         self.stopping = False
-        self.asleep = False  # parked with its bells declared: only a put (or the re-check) wakes it
+        self.asleep = False  # parked, bells declared, lanes empty: only a put (or the re-check) wakes it
         self.parks = 0  # statistics, for tests and tuning
         self.rings = 0
         self.recheck_s = RECHECK_S
@@ -119,10 +119,11 @@ class Puller:
                         allowed_origin=zenoh.Locality.REMOTE,
                     )
                 )
-            self.asleep = True
             self.parks += 1
-            if sum(lane.pump() for lane in self._lanes) == 0 and wake.wait(self.recheck_s) and not self.stopping:
-                self.rings += 1
+            if sum(lane.pump() for lane in self._lanes) == 0:
+                self.asleep = True
+                if wake.wait(self.recheck_s) and not self.stopping:
+                    self.rings += 1
         except zenoh.ZError:
             return  # the session closed under us: the node is stopping
         finally:
