@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import importlib
 import importlib.util
 import json
@@ -138,6 +139,11 @@ async def _cmd_run(args: argparse.Namespace, stop: anyio.Event) -> int:
         connect(args.connect or None, listen=args.listen or None, config=args.config, node_id=args.node_id) as bus,
         Node(bus, apps, gpus=_gpus(args.gpus)),
     ):
+        # What start-up built (modules, the apps, the session) lives as long as the
+        # process: keep the collector's full passes off it (about 5% of a busy node).
+        gc.collect()
+        gc.freeze()
+        log.info("run.ready", frozen_objects=gc.get_freeze_count())
         await stop.wait()
     return EXIT_OK
 

@@ -17,7 +17,7 @@ import pytest
 import edabus
 from examples.bank import Audit, Balance, Deposit, GetAudit, GetBalance
 from tests.cluster._nodes import WAIT_S, NodeProcess, cli_request, run_ok
-from tests.conftest import ROOT, Processes
+from tests.conftest import ROOT, Processes, eventually
 
 RAW_PUBLISHER = ROOT / "examples" / "raw_zenoh_publisher.py"
 PUBLISH_DEPOSITS = ROOT / "tests" / "scripts" / "publish_deposits.py"
@@ -79,3 +79,11 @@ def test_a_burst_of_1000_from_a_process_that_exits_at_once_all_arrives(processes
     _publish_deposits(processes, bank.endpoint, "burst", 1000, 3)
     assert cli_request(processes, bank.endpoint, "bank/account/burst/balance") == {"account": "burst", "amount": 3000}
     assert cli_request(processes, bank.endpoint, "bank/audit") == {"deposits": 1000, "withdrawals": 0}
+
+
+async def test_a_node_run_from_the_cli_freezes_what_start_up_built(bank: NodeProcess) -> None:
+    """`edabus run` moves start-up's objects out of the collector's way once the node is up."""
+    bank.wait_until_up()
+    await eventually(lambda: "run.ready" in bank.events(), timeout=WAIT_S)
+    (ready,) = [record for record in bank.records() if record["event"] == "run.ready"]
+    assert ready["frozen_objects"] > 10_000
