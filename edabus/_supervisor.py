@@ -281,6 +281,7 @@ class Supervisor(FailureHandling):
         instance, cell.instance = cell.instance, None
         if cell.timers is not None:
             cell.timers.cancel_all()
+            cell.timers = None  # the next instance (after a restart) gets its own, as before
         if instance is None:
             return
         try:
