@@ -70,8 +70,8 @@ class Inbox(Generic[T]):
 
     A foreign thread (Zenoh's) that pushes into a full inbox waits for room, which
     backpressures the sender, but only while the consumer makes progress: after
-    ``stall_timeout`` seconds without a take, the inbox stops making Zenoh wait
-    (a receive path blocked for seconds closes the link: ZENOH_NOTES.md §8) and
+    ``stall_timeout`` seconds full without a take, the inbox stops making Zenoh wait
+    (a receive path blocked for seconds closes the link) and
     holds up to ``overflow_limit`` more items; past that, arrivals are rejected
     (kept for the loop to dead-letter, and counted). Waiting resumes once the
     consumer has caught up below capacity.
@@ -85,6 +85,7 @@ class Inbox(Generic[T]):
         overflow_limit: int = DEFAULT_OVERFLOW_LIMIT,
         on_pressure: Callable[[Inbox[T]], None] | None = None,
         name: str = "",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.capacity = capacity
         self.stall_timeout = stall_timeout
@@ -100,7 +101,11 @@ class Inbox(Generic[T]):
         self._blocked = 0
         self._room_event: anyio.Event | None = None
         self._closed = False
-        self._last_take = time.monotonic()
+        self._clock = clock
+        # The stall clock runs from the later of the last take and the moment the inbox was
+        # found full: a consumer that was idle (nothing to take) is not stalled by a burst.
+        self._last_take = clock()
+        self._full_since: float | None = None
         self._overflowing = False
         self._rejected: deque[T] = deque(maxlen=_KEEP_REJECTED)
         self._rejected_ready = anyio.Event()
@@ -144,17 +149,24 @@ class Inbox(Generic[T]):
             self._blocked += 1
             try:
                 while len(self._items) >= self.capacity and not self._closed:
-                    if time.monotonic() - self._last_take > self.stall_timeout:
-                        self._overflowing = True
-                        self.stalls += 1
-                        log.warning(
-                            "inbox.stalled", inbox=self.name, waited_s=self.stall_timeout, queued=len(self._items)
-                        )
+                    if self._stalled():
                         return False
                     self._room.wait(_BLOCK_POLL_S)
                 return True
             finally:
                 self._blocked -= 1
+
+    def _stalled(self) -> bool:
+        """Called while full: whether the consumer took nothing for ``stall_timeout`` (then overflow)."""
+        now = self._clock()
+        if self._full_since is None:
+            self._full_since = now
+        if now - max(self._last_take, self._full_since) <= self.stall_timeout:
+            return False
+        self._overflowing = True
+        self.stalls += 1
+        log.warning("inbox.stalled", inbox=self.name, waited_s=self.stall_timeout, queued=len(self._items))
+        return True
 
     def room(self) -> int:
         """How many items a puller thread may take for this inbox now, without waiting.
@@ -166,12 +178,8 @@ class Inbox(Generic[T]):
         free = self.capacity - len(self._items)
         if free > 0:
             return free
-        if not self._overflowing:
-            if time.monotonic() - self._last_take <= self.stall_timeout:
-                return 0
-            self._overflowing = True
-            self.stalls += 1
-            log.warning("inbox.stalled", inbox=self.name, waited_s=self.stall_timeout, queued=len(self._items))
+        if not self._overflowing and not self._stalled():
+            return 0
         return 4096
 
     def extend(self, batch: list[T]) -> None:
@@ -217,7 +225,7 @@ class Inbox(Generic[T]):
             await self._ready.wait()
         pop = items.popleft
         batch = [pop() for _ in range(min(len(items), limit))]
-        self._last_take = time.monotonic()
+        self._last_take = self._clock()
         self._after_take()
         return batch
 
@@ -236,6 +244,7 @@ class Inbox(Generic[T]):
 
     def _after_take(self) -> None:
         if len(self._items) < self.capacity:
+            self._full_since = None
             if self._overflowing:
                 self._overflowing = False
                 log.info("inbox.recovered", inbox=self.name)

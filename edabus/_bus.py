@@ -19,7 +19,7 @@ import zenoh
 
 from ._bridge import Inbox
 from ._envelope import Envelope, envelope_of
-from ._exceptions import BusClosedError, NoRouteError, RequestTimeout, Undelivered
+from ._exceptions import BusClosedError, DecodeError, NoRouteError, RequestTimeout, Undelivered
 from ._local import LocalRoutes
 from ._message import Message, decode_message, encode, message_type
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
@@ -206,6 +206,7 @@ class Bus:
             RemoteError: the handler raised.
             RequestTimeout: no reply within ``timeout`` seconds.
             NoRouteError: no live group handles this key.
+            DecodeError: the reply does not decode as its type.
 
         """
         key = key if key is not None else msg.key()
@@ -215,11 +216,12 @@ class Bus:
         if payload is None:
             return None
         cls = reply_type or message_type(meta.type)
-        if cls is None:
-            return msgspec.msgpack.decode(payload)
         if isinstance(cls, type) and issubclass(cls, Message):
             return decode_message(cls, payload)
-        return msgspec.msgpack.decode(payload, type=cls)
+        try:
+            return msgspec.msgpack.decode(payload) if cls is None else msgspec.msgpack.decode(payload, type=cls)
+        except Exception as exc:  # a reply is input from the bus like any other
+            raise DecodeError(f"the reply to {key!r} does not decode: {type(exc).__name__}: {exc}") from exc
 
     async def request_raw(
         self,

@@ -24,11 +24,21 @@ from ._app import App
 from ._bus import Bus, Envelope
 from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
 from ._connect import connect
-from ._exceptions import EdabusError, RemoteError
+from ._exceptions import DecodeError, EdabusError, RemoteError
 from ._logging import configure_logging
 from ._node import Node
 from ._status import gather_status, render_json, render_table
-from ._wire import PREFIX, CatalogEntry, DeadLetter, NodeCatalog, ValidateRequest, encode_meta, validate_key
+from ._wire import (
+    PREFIX,
+    CatalogEntry,
+    DeadLetter,
+    ErrorReply,
+    NodeCatalog,
+    ValidateRequest,
+    decode_untrusted,
+    encode_meta,
+    validate_key,
+)
 
 __all__ = ["main"]
 
@@ -37,6 +47,7 @@ log = structlog.get_logger(__name__)
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
 _dead_letter_decoder = msgspec.msgpack.Decoder(DeadLetter)
+_error_decoder = msgspec.msgpack.Decoder(ErrorReply)
 
 
 class UsageError(Exception):
@@ -165,8 +176,8 @@ async def _catalog(bus: Bus, timeout: float) -> list[CatalogEntry]:
     for reply in await bus.query(f"{PREFIX}/node/*/catalog", timeout=timeout):
         if reply.ok is not None:
             try:
-                entries.extend(_catalog_decoder.decode(reply.ok.payload.to_bytes()).entries)
-            except msgspec.MsgspecError:
+                entries.extend(decode_untrusted(_catalog_decoder, reply.ok.payload.to_bytes(), "catalog").entries)
+            except DecodeError:
                 continue
     return entries
 
@@ -195,8 +206,10 @@ async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes
         if reply.ok is not None:
             return reply.ok.payload.to_bytes(), entry.type, True
         if reply.err is not None:
-            err = msgspec.msgpack.decode(reply.err.payload.to_bytes())
-            detail = err.get("message", err) if isinstance(err, dict) else err
+            try:
+                detail = decode_untrusted(_error_decoder, reply.err.payload.to_bytes(), "validation reply").message
+            except DecodeError as exc:
+                detail = str(exc)
             raise UsageError(f"the JSON does not fit {entry.type} ({entry.key}): {detail}")
     return msgspec.msgpack.encode(fields), entry.type, True
 
@@ -219,26 +232,35 @@ async def _cmd_request(args: argparse.Namespace) -> int:
         except RemoteError as exc:
             _stderr(f"error: {exc}")
             return EXIT_FAIL
-    value = None if reply is None else msgspec.msgpack.decode(reply)
-    _stdout(msgspec.json.encode(value).decode())
+    _stdout(_json(reply))
     return EXIT_OK
 
 
 # -- tail ---------------------------------------------------------------------------------------
 
 
+_SHOWN = 256  # bytes of a payload shown as hex when it is not readable msgpack
+
+
+def _json(payload: bytes | None) -> str:
+    """A msgpack payload as JSON; one that is not readable (or not JSON-able) as its size and first bytes in hex."""
+    if payload is None:
+        return "null"
+    try:
+        return msgspec.json.encode(msgspec.msgpack.decode(payload)).decode()
+    except Exception:  # noqa: BLE001 - anything on the bus may be hostile: show it, never crash on it
+        return msgspec.json.encode({"undecodable": payload[:_SHOWN].hex(), "size": len(payload)}).decode()
+
+
 def _line(envelope: Envelope, *, dead_letters: bool) -> str:
     if dead_letters:
         try:
-            letter = _dead_letter_decoder.decode(envelope.payload)
+            letter = decode_untrusted(_dead_letter_decoder, envelope.payload, "dead letter")
             return msgspec.json.encode(letter).decode()
-        except msgspec.MsgspecError:
+        except DecodeError:
             pass
-    try:
-        fields: Any = msgspec.msgpack.decode(envelope.payload)
-    except msgspec.MsgspecError:
-        fields = {"undecodable": envelope.payload.hex()}
-    return msgspec.json.encode({"key": envelope.key, "type": envelope.meta.type or None, "fields": fields}).decode()
+    head = msgspec.json.encode({"key": envelope.key, "type": envelope.meta.type or None}).decode()
+    return f'{head[:-1]},"fields":{_json(envelope.payload)}}}'
 
 
 @_until_signal

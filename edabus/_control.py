@@ -9,7 +9,6 @@ import msgspec
 import structlog
 import zenoh
 
-from ._exceptions import DecodeError
 from ._message import decode_message, encode
 from ._wire import (
     CatalogEntry,
@@ -87,7 +86,7 @@ def validate(query: zenoh.Query, supervisors: Iterable[Supervisor]) -> None:
             query.reply_err(encode(ErrorReply("LookupError", f"no message type named {request.type!r} here")))
             return
         msg = decode_message(message_type, encode(request.fields), request.key or None)
-    except (msgspec.MsgspecError, DecodeError) as exc:
-        query.reply_err(encode(ErrorReply(type=type(exc).__name__, message=str(exc))))
+    except Exception as exc:  # noqa: BLE001 - a hostile request gets its error, never ends the node
+        query.reply_err(encode(ErrorReply(type=type(exc).__name__, message=str(exc)[:1000])))
         return
     query.reply(query.key_expr, encode(msg))

@@ -7,6 +7,7 @@ Every error edabus raises derives from `EdabusError`::
     │   └── KeyTemplateError        a message's key template is invalid
     ├── KeyValueError               a field value cannot be placed in a key
     ├── DecodeError                 a payload does not decode into its message type
+    │   └── PayloadTooLarge         a payload is over its type's max_size (refused undecoded)
     ├── BusClosedError              the bus is closed, or was never opened
     ├── NotAttachedError            an actor used the bus before any supervisor ran it
     ├── NoRouteError                no live group serves a request's key
@@ -39,6 +40,7 @@ __all__ = [
     "NoRouteError",
     "NotAttachedError",
     "OutOfOrder",
+    "PayloadTooLarge",
     "RemoteError",
     "RequestTimeout",
     "StaleStateError",
@@ -68,6 +70,10 @@ class KeyValueError(EdabusError, ValueError):
 
 class DecodeError(EdabusError, ValueError):
     """A payload is not msgpack, or does not fit its message type."""
+
+
+class PayloadTooLarge(DecodeError):
+    """A payload is larger than its message type's ``max_size``; it was refused before decoding."""
 
 
 class BusClosedError(EdabusError, RuntimeError):

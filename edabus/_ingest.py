@@ -80,6 +80,7 @@ class Lane:
         self._inbox = inbox
         self._types = types  # the handled types by their key pattern
         self._single = next(iter(types.values())) if len(types) == 1 and pattern in types else None
+        self._limit = max(t.__edabus_max_size__ for t in types.values())  # each type checks its own when taken
         self._by_key: dict[str, type[Message] | None] = {}
         # A routed lane takes `{route}/{key}`: its envelopes carry the key without the prefix.
         self._strip = len(route) + 1 if route else 0
@@ -129,11 +130,12 @@ class Lane:
         receive = self._channel.try_recv
         single = self._single
         strip = self._strip
+        size_limit = self._limit
         while len(items) < limit:
             sample = receive()
             if sample is None:
                 break
-            envelope = envelope_of(sample, strip)
+            envelope = envelope_of(sample, strip, size_limit)
             message_type = single or self._type_of(envelope.key)
             if message_type is None:
                 self.passed += 1
@@ -192,14 +194,14 @@ class GroupIntake:
         for pattern, message_type in patterns.items():
 
             def on_sample(sample: zenoh.Sample, t: type[Message] = message_type) -> None:
-                push((t, envelope_of(sample), None))
+                push((t, envelope_of(sample, 0, t.__edabus_max_size__), None))
 
             def on_routed(sample: zenoh.Sample, t: type[Message] = message_type) -> None:
-                push((t, envelope_of(sample, strip), None))
+                push((t, envelope_of(sample, strip, t.__edabus_max_size__), None))
 
             def on_query(query: zenoh.Query, t: type[Message] = message_type) -> None:
                 flush()
-                push((t, query_envelope(query), query))
+                push((t, query_envelope(query, t.__edabus_max_size__), query))
 
             for key, callback in ((pattern, on_sample), (f"{route}/{pattern}", on_routed)):
                 self._declared.append(

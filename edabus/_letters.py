@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._message import encode
-from ._wire import DeadLetter, Escalation, dead_letter_key, escalation_key
+from ._wire import DEAD_LETTER_PREFIX, DEAD_LETTER_WHOLE, DeadLetter, Escalation, dead_letter_key, escalation_key
 
 if TYPE_CHECKING:
     from ._bus import Bus, Envelope
@@ -16,9 +16,11 @@ __all__ = ["publish_dead_letter", "publish_escalation"]
 
 def publish_dead_letter(bus: Bus, *, app: str, group: str, envelope: Envelope, exc: BaseException, log: Any) -> None:
     """Publish a `DeadLetter` for ``envelope`` on the group's dead-letter key; a failure is logged."""
+    payload = envelope.payload
+    size = envelope.oversize or len(payload)
     letter = DeadLetter(
         key=envelope.key,
-        payload=envelope.payload,
+        payload=payload if size <= DEAD_LETTER_WHOLE else payload[:DEAD_LETTER_PREFIX],
         error_type=type(exc).__name__,
         error=str(exc),
         app=app,
@@ -26,6 +28,7 @@ def publish_dead_letter(bus: Bus, *, app: str, group: str, envelope: Envelope, e
         node=bus.node_id,
         type=envelope.meta.type,
         time=time.time(),
+        size=size,
     )
     try:
         bus.put(dead_letter_key(app, group), encode(letter))

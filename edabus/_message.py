@@ -6,8 +6,9 @@
 
 The class keyword ``key=`` binds a `KeyTemplate` whose placeholders must be
 fields of type ``str`` or ``int``; ``type_name=`` sets the type name carried in the
-attachment (default: the class name). Every class is entered in a registry so a
-type can be found by name or by key.
+attachment (default: the class name); ``max_size=`` the largest payload a
+receiver decodes (default `DEFAULT_MAX_SIZE`). Every class is entered in a
+registry so a type can be found by name or by key.
 """
 
 from __future__ import annotations
@@ -17,10 +18,22 @@ from typing import Any, ClassVar, Self, TypeVar
 import msgspec
 
 from ._array import dec_hook, enc_hook, ext_hook
-from ._exceptions import DecodeError, DefinitionError, KeyTemplateError
+from ._exceptions import DecodeError, DefinitionError, KeyTemplateError, PayloadTooLarge
 from ._keys import KeyTemplate
 
-__all__ = ["Message", "decode_message", "encode", "find_types_for_key", "message_type"]
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "Message",
+    "decode_message",
+    "encode",
+    "find_types_for_key",
+    "message_type",
+    "too_large",
+]
+
+# The largest payload a receiver decodes, unless the type says otherwise (gRPC's default
+# receive limit): bigger ones are refused before decoding, counted and dead-lettered.
+DEFAULT_MAX_SIZE = 4 * 1024 * 1024
 
 _M = TypeVar("_M", bound="Message")
 
@@ -32,7 +45,7 @@ _EMPTY_MAP = b"\x80"
 
 
 class _MessageMeta(msgspec.StructMeta):
-    """Takes the ``key=``, ``type_name=`` and ``reliable=`` class keywords off before msgspec sees them."""
+    """Takes the ``key=``, ``type_name=``, ``reliable=`` and ``max_size=`` class keywords off before msgspec."""
 
     def __new__(  # noqa: PYI034 - a metaclass returns the new class, not Self
         mcls,
@@ -43,6 +56,7 @@ class _MessageMeta(msgspec.StructMeta):
         key: str | None = None,
         type_name: str | None = None,
         reliable: bool | None = None,
+        max_size: int | None = None,
         **kwargs: Any,
     ) -> _MessageMeta:
         cls = super().__new__(mcls, name, bases, namespace, **kwargs)
@@ -74,6 +88,11 @@ class _MessageMeta(msgspec.StructMeta):
                 msg = f"message {name}: reliable=True needs a key= (it is delivered to an owner that acknowledges it)"
                 raise DefinitionError(msg)
             cls.__edabus_reliable__ = reliable  # type: ignore[attr-defined]
+        if max_size is not None:
+            if type(max_size) is not int or max_size < 1:
+                msg = f"message {name}: max_size must be a positive int (bytes), got {max_size!r}"
+                raise DefinitionError(msg)
+            cls.__edabus_max_size__ = max_size  # type: ignore[attr-defined]
         _registry[cls.__edabus_type__] = cls  # type: ignore[attr-defined,assignment]
         return cls
 
@@ -99,11 +118,15 @@ class Message(msgspec.Struct, metaclass=_MessageMeta):
         reliable: deliver at least once: the sender keeps each message until its
             owner acknowledges it (handled, state saved) and resends after a failover
             or timeout; the owner drops duplicates (docs/durability.md).
+        max_size: the largest payload (bytes) a receiver accepts for this type; a larger
+            one is refused undecoded and dead-lettered with `PayloadTooLarge`
+            (default `DEFAULT_MAX_SIZE`, 4 MiB).
     """
 
     __edabus_key__: ClassVar[KeyTemplate | None]
     __edabus_type__: ClassVar[str]
     __edabus_reliable__: ClassVar[bool] = False
+    __edabus_max_size__: ClassVar[int] = DEFAULT_MAX_SIZE
 
     def key(self) -> str:
         """The concrete key this message is published on."""
@@ -155,8 +178,12 @@ def decode_message(cls: type[_M], payload: bytes, key: str | None = None) -> _M:
     """Decode ``payload`` as ``cls``; fields the key carries may be left out of the payload.
 
     Raises `DecodeError` when the payload is not msgpack, does not fit the type, or
-    holds a key field whose value disagrees with the key it arrived on.
+    holds a key field whose value disagrees with the key it arrived on;
+    `PayloadTooLarge` (a `DecodeError`) when it is over the type's ``max_size``.
+    Whatever a hostile payload makes the decoder raise becomes a `DecodeError`.
     """
+    if len(payload) > cls.__edabus_max_size__:
+        raise PayloadTooLarge(too_large(cls, len(payload)))
     template = cls.__edabus_key__
     if not payload:
         payload = _EMPTY_MAP  # a bare `session.get(key)` sends nothing: read it as no fields
@@ -171,11 +198,29 @@ def decode_message(cls: type[_M], payload: bytes, key: str | None = None) -> _M:
         msg = _decode_with_key_fields(cls, template, payload, key, exc)
         # Its senders leave key fields out (raw publishers may): skip the failing fast try.
         _fills_key_fields.add(cls)
-    except (msgspec.DecodeError, ValueError) as exc:  # bad UTF-8 surfaces as UnicodeDecodeError
-        raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
+    except DecodeError:
+        raise
+    except Exception as exc:  # see _unreadable
+        raise _unreadable(cls, exc) from exc
     if key is not None and template is not None and template.fields:
         _check_key_fields(msg, template, key)
     return msg
+
+
+def _unreadable(cls: type[Message], exc: Exception) -> DecodeError:
+    """The `DecodeError` for any error from decoding: all of them are the payload's.
+
+    Bad msgpack or UTF-8, but also RecursionError (deep nesting), MemoryError (a
+    length bomb) or whatever an extension hook raised.
+    """
+    if isinstance(exc, msgspec.DecodeError | ValueError):
+        return DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}")
+    return DecodeError(f"{cls.__name__}: payload is not readable: {type(exc).__name__}: {exc}")
+
+
+def too_large(cls: type[Message], size: int) -> str:
+    """The text of a `PayloadTooLarge` for a payload of ``size`` bytes."""
+    return f"{cls.__name__}: payload of {size:,} bytes is over its max_size of {cls.__edabus_max_size__:,}"
 
 
 def _check_key_fields(msg: Message, template: KeyTemplate, key: str) -> None:
@@ -199,8 +244,8 @@ def _decode_with_key_fields(
     values = template.parse(key)
     try:
         raw = msgspec.msgpack.decode(payload, ext_hook=ext_hook)
-    except (msgspec.DecodeError, ValueError) as exc:
-        raise DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}") from exc
+    except Exception as exc:  # see _unreadable
+        raise _unreadable(cls, exc) from exc
     if values is None or not isinstance(raw, dict):
         raise DecodeError(f"{cls.__name__}: {first or 'payload is not a map'}") from first
     types = _key_field_types.get(cls)
@@ -220,3 +265,5 @@ def _decode_with_key_fields(
         return msgspec.convert(raw, cls, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         raise DecodeError(f"{cls.__name__}: {exc}") from exc
+    except Exception as exc:  # see _unreadable
+        raise _unreadable(cls, exc) from exc

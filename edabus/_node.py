@@ -268,9 +268,12 @@ class Node:
                 if message_type is MEMBERS:
                     envelope()  # a membership change, in its place among the arrivals
                     continue
-                work = take(message_type, envelope, query)
-                if work is not None:
-                    await queue(work)  # an activation or a full mailbox: may wait
+                try:
+                    work = take(message_type, envelope, query)
+                    if work is not None:
+                        await queue(work)  # an activation or a full mailbox: may wait
+                except Exception as exc:  # noqa: BLE001 - no arrival may end the dispatcher (and so the node)
+                    _arrival_failed(sup, envelope, query, exc)
             self._dispatching.discard(sup)
 
     async def _dead_letter_rejected(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:
@@ -375,6 +378,15 @@ class Node:
         # and this runs once per node stop.
         while not self._idle():  # noqa: ASYNC110
             await anyio.sleep(0.005)
+
+
+def _arrival_failed(sup: Supervisor, envelope: Envelope, query: zenoh.Query | None, exc: Exception) -> None:
+    """An arrival raised where nothing should (a bug, or input no check foresaw): tell, dead-letter, go on."""
+    log.error("node.arrival_failed", app=sup.app, group=sup.name, key=envelope.key, error=repr(exc), exc_info=exc)
+    try:
+        sup.reject_arrival(envelope, query, exc)
+    except Exception:  # logged; the dispatcher goes on
+        log.exception("node.reject_failed", app=sup.app, group=sup.name, key=envelope.key)
 
 
 def _labels(tokens: Sequence[str]) -> Iterator[tuple[str, int]]:

@@ -172,8 +172,8 @@ class Outbox:
                 return
             try:
                 error = _error_decoder.decode(reply.err.payload.to_bytes())  # type: ignore[union-attr]
-            except msgspec.MsgspecError:
-                return  # not an edabus error: wait for the final
+            except Exception:  # noqa: BLE001 - not an edabus error (maybe hostile): wait for the final
+                return
             done = True
             kind = _RETRY if error.type in RETRYABLE else _FAILED
             wake(functools.partial(outcome, kind, f"{error.type}: {error.message}"))

@@ -109,8 +109,8 @@ def settle(reply: zenoh.Reply, key: str) -> tuple[bytes | None, Meta]:
     raw = reply.err.payload.to_bytes() if reply.err is not None else b""
     try:
         err = _error_decoder.decode(raw)
-    except msgspec.MsgspecError:
-        text = raw.decode(errors="replace")
+    except Exception:  # noqa: BLE001 - not an edabus error reply (it may be anyone's): its text
+        text = raw[:1000].decode(errors="replace")
         if text == "Timeout":
             raise RequestTimeout(f"no reply to the request on {key!r} before Zenoh's timeout") from None
         raise RemoteError("ZenohError", text, key) from None

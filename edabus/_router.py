@@ -249,7 +249,7 @@ class Router:
                 continue
             try:
                 catalog = _catalog_decoder.decode(reply.ok.payload.to_bytes())
-            except msgspec.MsgspecError:
+            except Exception:  # noqa: BLE001 - a hostile reply may raise anything (RecursionError...)
                 log.warning("bus.catalog_unreadable", key=str(reply.ok.key_expr))
                 continue
             by_group: dict[Group, list[CatalogEntry]] = {}

@@ -104,8 +104,8 @@ def _answers(replies: Iterable[zenoh.Reply]) -> Iterable[tuple[str, NodeStatus]]
         node = str(reply.ok.key_expr).removeprefix(prefix).removesuffix(suffix)
         try:
             groups = _stats_decoder.decode(reply.ok.payload.to_bytes())
-        except msgspec.MsgspecError as exc:
-            yield node, NodeStatus(node=node, error=f"unreadable statistics: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any reply may be hostile: report it, never crash
+            yield node, NodeStatus(node=node, error=f"unreadable statistics: {type(exc).__name__}: {exc}"[:300])
             continue
         yield node, NodeStatus(node=node, groups=tuple(sorted(groups, key=lambda s: (s.app, s.group))))
 

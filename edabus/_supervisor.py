@@ -21,10 +21,10 @@ from ._actor import Actor, ActorContext, call_handler, call_hook, group_handlers
 from ._batching import one_reply_per_message
 from ._bus import Envelope
 from ._cell import Cell, Counters, Work
-from ._exceptions import ActorStopped, DecodeError, DefinitionError, MailboxFull, StateError
+from ._exceptions import ActorStopped, DecodeError, DefinitionError, MailboxFull, PayloadTooLarge, StateError
 from ._failures import FailureHandling
 from ._mailbox import Mailbox
-from ._message import Message, decode_message
+from ._message import Message, decode_message, too_large
 from ._policy import RestartPolicy
 from ._replies import reply
 from ._router import forward
@@ -152,6 +152,8 @@ class Supervisor(FailureHandling):
             self._not_ours(envelope, query, early)
             return None
         try:
+            if envelope.oversize:  # cut on arrival: refused undecoded
+                raise PayloadTooLarge(too_large(message_type, envelope.oversize))
             msg = decode_message(message_type, envelope.payload, envelope.key)
         except DecodeError as exc:
             self.reject_arrival(envelope, query, exc)

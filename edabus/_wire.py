@@ -10,7 +10,11 @@ docs/wire-format.md is the prose version of this module; change both together.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import msgspec
+
+from ._exceptions import DecodeError
 
 __all__ = [
     "PREFIX",
@@ -26,6 +30,7 @@ __all__ = [
     "catalog_key",
     "dead_letter_key",
     "decode_meta",
+    "decode_untrusted",
     "encode_meta",
     "escalation_key",
     "member_key",
@@ -37,6 +42,23 @@ __all__ = [
 ]
 
 PREFIX = "@edabus"
+DEAD_LETTER_WHOLE = 64 * 1024  # a dead letter carries a payload up to this size whole ...
+DEAD_LETTER_PREFIX = 256  # ... and only this many first bytes of a larger one
+
+_T = TypeVar("_T")
+
+
+def decode_untrusted(decoder: msgspec.msgpack.Decoder[_T], data: bytes, what: str) -> _T:
+    """Decode bytes that came off the bus; whatever goes wrong becomes a `DecodeError` naming ``what``.
+
+    Any process can put anything on the bus: besides msgspec's own errors, a deeply
+    nested payload raises RecursionError, a length bomb MemoryError, an extension
+    hook anything at all. None of them may end a node or a command.
+    """
+    try:
+        return decoder.decode(data)
+    except Exception as exc:  # hostile input may raise anything: reported as ours
+        raise DecodeError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 class Meta(msgspec.Struct, omit_defaults=True):
@@ -68,7 +90,13 @@ class ErrorReply(msgspec.Struct):
 
 
 class DeadLetter(msgspec.Struct):
-    """A message no actor could handle, published on `dead_letter_key`."""
+    """A message no actor could handle, published on `dead_letter_key`.
+
+    ``payload`` is the message's payload when it is at most `DEAD_LETTER_WHOLE` bytes,
+    else its first `DEAD_LETTER_PREFIX` bytes, and empty for a payload refused for
+    its size (`PayloadTooLarge`: never read); ``size`` is always the whole payload's
+    size, so ``len(payload) < size`` says it was cut.
+    """
 
     key: str
     payload: bytes
@@ -79,6 +107,7 @@ class DeadLetter(msgspec.Struct):
     node: str
     type: str = ""
     time: float = 0.0
+    size: int = 0
 
 
 class Escalation(msgspec.Struct):
@@ -145,7 +174,7 @@ def decode_meta(attachment: bytes | None) -> Meta:
         return _EMPTY_META
     try:
         return _meta_decoder.decode(attachment)
-    except msgspec.MsgspecError:
+    except Exception:  # noqa: BLE001 - hostile attachments may raise anything (see decode_untrusted)
         return _EMPTY_META
 
 

@@ -127,3 +127,34 @@ def test_payload_fields_stay_strict_when_key_fields_are_filled() -> None:
 def test_an_empty_payload_reads_as_no_fields() -> None:
     """A bare query with no payload is a message whose fields all come from the key."""
     assert decode_message(Slot, b"", "slots/3/fill") == Slot(slot=3)
+
+
+def test_max_size_is_checked_before_decoding() -> None:
+    """A payload over the type's max_size raises PayloadTooLarge naming both sizes; at the bound it decodes."""
+
+    class Small(edabus.Message, key="size/{name}/small", max_size=16):
+        name: str
+
+    fits = encode(Small(name="a" * 8))
+    assert len(fits) <= 16
+    assert decode_message(Small, fits).name == "a" * 8
+    with pytest.raises(edabus.PayloadTooLarge, match=r"payload of 17 bytes is over its max_size of 16"):
+        decode_message(Small, b"\x81" + b"\x00" * 16)
+    assert issubclass(edabus.PayloadTooLarge, DecodeError)
+    assert Reading.__edabus_max_size__ == 4 * 1024 * 1024  # the default
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "1MB"])
+def test_a_bad_max_size_fails_at_definition(bad: object) -> None:
+    """max_size must be a positive int: anything else fails when the class is defined, naming the class."""
+    with pytest.raises(edabus.DefinitionError, match=r"message Sized: max_size must be a positive int"):
+
+        class Sized(edabus.Message, key="size/{name}/bad", max_size=bad):
+            name: str
+
+
+def test_deep_nesting_is_a_decode_error() -> None:
+    """RecursionError from msgspec (a 1 KB map nesting 1,000 arrays) comes out as DecodeError."""
+    payload = b"\x83\xa4name\xa1x\xa1t\x01\xa1z" + b"\x91" * 1000 + b"\x00"
+    with pytest.raises(DecodeError, match="RecursionError"):
+        decode_message(Reading, payload)

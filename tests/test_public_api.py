@@ -31,6 +31,7 @@ EXPECTED = [
     "Node",
     "NotAttachedError",
     "OutOfOrder",
+    "PayloadTooLarge",
     "PostgresStore",
     "RemoteError",
     "RequestTimeout",
