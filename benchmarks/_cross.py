@@ -59,11 +59,17 @@ def throughput(
     idle_s: float,
     sink_side: Side | None = None,
     pin: int | None = None,
+    window: int | None = None,
 ) -> ThroughputRun:
-    """One run: a ``side`` publisher process into a ``side`` (or ``sink_side``) sink process."""
+    """One run: a ``side`` publisher process into a ``side`` (or ``sink_side``) sink process.
+
+    ``window``: the credit an edabus sink grants (None: edabus's default; 0: none).
+    """
     sink_side = sink_side or side
     expected = warmup + messages
     sink_args = {"endpoint": endpoint, "expected": expected, "mark": warmup, "idle_s": idle_s, "cpu": pin}
+    if window is not None:
+        sink_args["window"] = window
     pub_args = {"endpoint": endpoint, "start": 0, "stop": expected, "warmup": warmup, "mixed": sink_side != side}
     # Started together: the publisher waits for the sink's token, so start-up overlaps.
     with Worker(f"{sink_side}-sink", sink_args) as sink, Worker(f"{side}-pub", pub_args) as pub:

@@ -148,10 +148,14 @@ def _routed(settings: dict[str, Any], chosen: list[str], endpoint: str) -> dict[
     scenarios: dict[str, tuple[str, list[Step]]] = {}
     if "router-throughput" in chosen:
 
-        def tell(side: _cross.Side, sink: _cross.Side | None = None) -> Run:
-            return _cross.throughput(side, endpoint, messages, warmup=warmup, idle_s=IDLE_S, sink_side=sink, pin=pin)
+        def tell(side: _cross.Side, sink: _cross.Side | None = None, window: int | None = None) -> Run:
+            return _cross.throughput(
+                side, endpoint, messages, warmup=warmup, idle_s=IDLE_S, sink_side=sink, pin=pin, window=window
+            )
 
         steps = [_one("raw", lambda: tell("raw")), _one("edabus", lambda: tell("edabus"))]
+        # The same without credit (the node grants none): what flow control costs, in this run.
+        steps.append(_one("edabus, no credit", lambda: tell("edabus", window=0)))
         if settings["mixed"]:
             steps.append(_one("raw pub -> edabus node", lambda: tell("raw", "edabus")))
             steps.append(_one("edabus pub -> raw sub", lambda: tell("edabus", "raw")))

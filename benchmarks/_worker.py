@@ -38,6 +38,7 @@ import zenoh
 
 import edabus
 from edabus._config import make_config
+from edabus._credit import DEFAULT_WINDOW
 
 from ._cluster import edabus_node
 from ._loops import RawServer, RawSink, edabus_publish, edabus_requests, raw_publish, raw_requests
@@ -134,7 +135,8 @@ async def edabus_sink(args: dict[str, Any]) -> None:
     tally = Sink.reset()
     done = anyio.Event()
     tally.arm(expected, done.set, mark=mark)
-    async with edabus.connect(args["endpoint"]) as bus, edabus.Node(bus, [APP]) as node:
+    window = int(args.get("window", DEFAULT_WINDOW))
+    async with edabus.connect(args["endpoint"]) as bus, edabus.Node(bus, [APP], window=window) as node:
         # The raw token too, so that a raw publisher can feed this sink (a mixed run).
         token = bus.session.liveliness().declare_token(SINK_TOKEN)
         say_ready()

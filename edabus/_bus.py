@@ -9,7 +9,9 @@ ours runs on Zenoh's threads for long, and nothing runs after close.
 from __future__ import annotations
 
 import itertools
+import math
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
@@ -19,7 +21,7 @@ import zenoh
 
 from ._bridge import Inbox
 from ._envelope import Envelope, envelope_of
-from ._exceptions import BusClosedError, DecodeError, NoRouteError, RequestTimeout, Undelivered
+from ._exceptions import BusClosedError, DecodeError, NoRouteError, PublishTimeout, RequestTimeout, Undelivered
 from ._local import LocalRoutes
 from ._message import Message, decode_message, encode, message_type
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
@@ -30,6 +32,8 @@ from ._wire import PREFIX, Meta, encode_meta, member_key
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
+
+    from ._credit import Window
 
 __all__ = ["Bus", "Envelope", "envelope_of"]
 
@@ -90,7 +94,13 @@ class Bus:
         return Meta(type=type_name, id=next(self._ids), sender=self.node_id, trace=trace, sent=time.time())
 
     async def publish(
-        self, msg: Message, *, key: str | None = None, trace: str = "", backpressure: bool = True
+        self,
+        msg: Message,
+        *,
+        key: str | None = None,
+        trace: str = "",
+        backpressure: bool = True,
+        timeout: float | None = None,
     ) -> None:
         """Publish a message on its key (or on ``key``).
 
@@ -99,26 +109,68 @@ class Bus:
         resends it after a failover or timeout (waiting here while ``max_unacked``
         are unacknowledged); see `wait_delivered`. Where a group of several nodes takes
         the message, it goes straight to the node that owns it (docs/cluster.md).
-        ``backpressure``: see `publish_raw`.
+
+        Flow control: each node grants this bus a window of credit per group; while a
+        group it publishes to has not taken in a window's worth, this waits (at most
+        ``timeout`` seconds, then `PublishTimeout`: the message was not sent). A
+        message published on an explicit ``key`` is not held back.
+        ``backpressure=False`` never waits (actors publish so: one waiting on its own
+        group would wait for itself); its messages still count against the window.
         """
         cls = type(msg)
-        if key is None:
-            key = msg.key()
-            plan = self.router.plan(cls)
-            if plan is not None:  # straight to each matching group's owner (`_router`)
-                payload, attachment = encode(msg), encode_meta(self.next_meta(cls.__edabus_type__, trace))
-                for route in plan:
-                    self.put(route.target(msg) + key, payload, attachment)
-                if self._pressured:
-                    await self._wait_pressure(backpressure=backpressure)
-                return
-        if cls.__edabus_reliable__:
+        if cls.__edabus_reliable__ and key is None:
             self._check_open()
-            await self.outbox.send(key, encode(msg), cls.__edabus_type__, trace)
+            await self.outbox.send(msg.key(), encode(msg), cls.__edabus_type__, trace)
             return
-        self.put(key, encode(msg), encode_meta(self.next_meta(cls.__edabus_type__, trace)))
+        deadline: float | None = None
+        while (full := self._send(msg, cls, key, trace, wait=backpressure)) is not None:
+            if deadline is None:
+                deadline = anyio.current_time() + (math.inf if timeout is None else timeout)
+            await self._wait_credit(full, cls, deadline)
         if self._pressured:
             await self._wait_pressure(backpressure=backpressure)
+
+    def _send(self, msg: Message, cls: type[Message], key: str | None, trace: str, *, wait: bool) -> Window | None:
+        """Put ``msg`` where it goes and count it against the windows it uses; or the full window to wait for."""
+        plan = None
+        windows: Sequence[Window] = ()
+        router = self.router
+        if key is None:
+            key = msg.key()
+            plan = router.plan(cls)
+            if plan is not None:  # straight to each matching group's owner (`_router`)
+                targets = [(route, route.target(msg)) for route in plan]
+                windows = [w for route, node in targets if (w := route.windows.get(node)) is not None]
+            else:
+                windows = router.windows(cls)
+        if wait:
+            for window in windows:
+                if window.full():
+                    return window
+        payload = encode(msg)
+        attachment = encode_meta(self.next_meta(cls.__edabus_type__, trace))
+        if plan is None:
+            self.put(key, payload, attachment)
+        else:
+            for route, node in targets:
+                self.put(route.prefixes[node] + key, payload, attachment)
+        if windows:
+            size = len(payload)
+            for window in windows:
+                window.count(size)
+        return None
+
+    async def _wait_credit(self, window: Window, cls: type[Message], deadline: float) -> None:
+        self._check_open()
+        try:
+            with anyio.fail_after(deadline - anyio.current_time()):
+                await window.wait_room()
+        except TimeoutError:
+            msg = (
+                f"{cls.__name__} not sent: no credit from {window.key.removeprefix(PREFIX + '/credit/')} "
+                f"within the timeout ({window.sent - window.acked} sent and not yet taken in)"
+            )
+            raise PublishTimeout(msg) from None
 
     async def publish_raw(
         self, key: str, payload: bytes, *, type_name: str = "", trace: str = "", backpressure: bool = True

@@ -39,7 +39,8 @@ def answer_control(node: Node, kind: str, query: zenoh.Query) -> None:
         if kind == "barrier":
             query.reply(barrier_key(node_id), b"")
         elif kind == "catalog":
-            query.reply(catalog_key(node_id), encode(catalog(node_id, node.supervisors.values())))
+            entries = catalog(node_id, node.supervisors.values(), window=(node.window, node.window_bytes))
+            query.reply(catalog_key(node_id), encode(entries))
         elif kind == "stats":
             query.reply(stats_key(node_id), encode(node.statistics()))
         elif kind == "actors":
@@ -52,8 +53,8 @@ def answer_control(node: Node, kind: str, query: zenoh.Query) -> None:
         query.drop()
 
 
-def catalog(node_id: str, supervisors: Iterable[Supervisor]) -> NodeCatalog:
-    """What a node handles: every (message type, group) pair."""
+def catalog(node_id: str, supervisors: Iterable[Supervisor], *, window: tuple[int, int] = (0, 0)) -> NodeCatalog:
+    """What a node handles: every (message type, group) pair, and the credit it grants publishers."""
     entries = []
     for sup in supervisors:
         for message_type, spec in sup.handlers.items():
@@ -71,6 +72,8 @@ def catalog(node_id: str, supervisors: Iterable[Supervisor]) -> NodeCatalog:
                     kind=sup.kind,
                     field=getattr(sup, "key_field", ""),
                     gpus_first=sup.prefers_gpus,
+                    window=window[0],
+                    window_bytes=window[1],
                 )
             )
     return NodeCatalog(node=node_id, entries=entries)

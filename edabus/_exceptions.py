@@ -12,6 +12,7 @@ Every error edabus raises derives from `EdabusError`::
     ├── NotAttachedError            an actor used the bus before any supervisor ran it
     ├── NoRouteError                no live group serves a request's key
     ├── RequestTimeout              no reply came before the deadline
+    ├── PublishTimeout              no credit came before the deadline: the message was not sent
     ├── RemoteError                 the handler that served a request raised
     ├── StateError                  an actor's persistent state could not be kept
     │   ├── StaleStateError         another activation wrote the state meanwhile (the writer stops)
@@ -21,6 +22,7 @@ Every error edabus raises derives from `EdabusError`::
     ├── Undelivered                 reliable messages no owner acknowledged in time
     └── Undeliverable               a message no actor will handle (it is dead-lettered)
         ├── MailboxFull             dropped by a drop_newest / drop_oldest overflow policy
+        ├── InboxOverflow           refused: its group's node inbox held its overflow limit
         ├── ActorStopped            its actor stopped (a "stop" directive, or the node stopped)
         └── ActorEscalated          its actor exhausted its restarts; the key (or group) is closed
 """
@@ -34,6 +36,7 @@ __all__ = [
     "DecodeError",
     "DefinitionError",
     "EdabusError",
+    "InboxOverflow",
     "KeyTemplateError",
     "KeyValueError",
     "MailboxFull",
@@ -41,6 +44,7 @@ __all__ = [
     "NotAttachedError",
     "OutOfOrder",
     "PayloadTooLarge",
+    "PublishTimeout",
     "RemoteError",
     "RequestTimeout",
     "StaleStateError",
@@ -92,6 +96,10 @@ class RequestTimeout(EdabusError, TimeoutError):
     """A request got no reply before its timeout."""
 
 
+class PublishTimeout(EdabusError, TimeoutError):
+    """``publish`` waited its ``timeout`` for credit (a group's node took in too little); nothing was sent."""
+
+
 class RemoteError(EdabusError):
     """The handler that served a request raised; carries the remote type and message.
 
@@ -115,6 +123,15 @@ class Undeliverable(EdabusError):
 
 class MailboxFull(Undeliverable):
     """A mailbox was full and its overflow policy dropped this message."""
+
+
+class InboxOverflow(Undeliverable):
+    """A group's node inbox already held ``inbox_size + overflow_limit`` arrivals, so this one was refused.
+
+    edabus publishers are held back by credit before this happens; it meets
+    publishers that ignore credit (raw Zenoh clients), or more of them at once
+    than the limit allows for.
+    """
 
 
 class ActorStopped(Undeliverable):

@@ -138,7 +138,3 @@ class FailureHandling:
         self._log.warning("message.dead_lettered", key=envelope.key, error_type=type(exc).__name__, error=str(exc))
         if self._bus is not None and not self._bus.closed:
             publish_dead_letter(self._bus, app=self.app, group=self.name, envelope=envelope, exc=exc, log=self._log)
-
-    def count_dropped(self, n: int) -> None:
-        """Count arrivals dropped before they reached the group (its inbox overflowed)."""
-        self._counters.dropped += n

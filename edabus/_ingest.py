@@ -26,6 +26,7 @@ The puller polls while puts come and parks when none do (see `_puller`).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -37,13 +38,17 @@ from ._envelope import envelope_of, query_envelope
 
 if TYPE_CHECKING:
     from ._bridge import Inbox
+    from ._credit import Checkpoints
     from ._message import Message
 
-__all__ = ["CHANNEL_SIZE", "GroupIntake", "Lane", "covering_pattern"]
+__all__ = ["CHANNEL_SIZE", "CONTROL", "GroupIntake", "Lane", "covering_pattern"]
 
 log = structlog.get_logger(__name__)
 
 CHANNEL_SIZE = 2048  # remote puts a group's channel holds before Zenoh's receive thread waits
+# The "message type" of a control item in a group's inbox (a membership change, a credit
+# checkpoint): its second element is a callable, run when the dispatcher reaches it.
+CONTROL = object()
 _BATCH = 4096
 _TYPE_CACHE = 100_000
 
@@ -89,7 +94,6 @@ class Lane:
             self.key_expr, zenoh.handlers.FifoChannel(CHANNEL_SIZE), allowed_origin=zenoh.Locality.REMOTE
         )
         self.passed = 0  # keys under the cover that no handled type matches
-        self.stalled = False  # the last pump found the inbox full
 
     def undeclare(self) -> None:
         """Stop taking puts (those still in the channel are dropped with it)."""
@@ -99,9 +103,7 @@ class Lane:
         """On Zenoh's thread, before a callback pushes: move everything queued into the inbox, in order."""
         with self.lock:
             while items := self._take(_BATCH):
-                push = self._inbox.push
-                for item in items:
-                    push(item)  # may wait for room, as a callback always could
+                self._inbox.extend(items)
 
     def move_all(self) -> None:
         """On the loop, as the node stops: move everything still queued into the inbox, at once."""
@@ -110,15 +112,15 @@ class Lane:
                 self._inbox.extend(items)
 
     def pump(self) -> int:
-        """On the puller: move what the inbox has room for, without waiting; how many moved."""
+        """On the puller: move a batch into the inbox, never waiting (it holds its overflow); how many moved.
+
+        Draining at once whatever the inbox holds is what keeps Zenoh's receive thread
+        from waiting on this channel: a thread held for 5 s loses its link.
+        """
         if not self.lock.acquire(blocking=False):
             return 1  # a callback is flushing us: busy, not idle
         try:
-            room = self._inbox.room()
-            self.stalled = room <= 0
-            if self.stalled:
-                return 0
-            items = self._take(min(room, _BATCH))
+            items = self._take(_BATCH)
             if items:
                 self._inbox.extend(items)
             return len(items)
@@ -176,6 +178,8 @@ class GroupIntake:
         inbox: Inbox[Any],
         loop_thread: int,
         route: str,
+        *,
+        credit: tuple[str, Checkpoints],
     ) -> None:
         patterns = {t.__edabus_key__.pattern: t for t in message_types}  # type: ignore[union-attr]
         cover = covering_pattern(patterns)
@@ -210,6 +214,15 @@ class GroupIntake:
                     )
                 )
             self._declared.append(session.declare_queryable(pattern, zenoh.handlers.Callback(on_query, indirect=False)))
+        credit_key, checkpoints = credit
+
+        def on_checkpoint(query: zenoh.Query) -> None:  # behind every put sent before it, never refused
+            flush()
+            push((CONTROL, functools.partial(checkpoints.reached, query), None), force=True)
+
+        self._declared.append(
+            session.declare_queryable(credit_key, zenoh.handlers.Callback(on_checkpoint, indirect=False))
+        )
 
     def flush(self) -> None:
         """Before a callback pushes: on Zenoh's thread, move the lanes' queues into the inbox first.

@@ -21,24 +21,26 @@ import msgspec
 import structlog
 import zenoh
 
-from ._bridge import DEFAULT_OVERFLOW_LIMIT, DEFAULT_STALL_TIMEOUT, Inbox
+from ._bridge import DEFAULT_OVERFLOW_LIMIT, Inbox
 from ._control import answer_control
+from ._credit import DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES, Checkpoints
 from ._envelope import Envelope
-from ._exceptions import ActorStopped, EdabusError, MailboxFull
+from ._exceptions import ActorStopped, EdabusError, InboxOverflow
 from ._gpus import local_gpus
-from ._ingest import GroupIntake
+from ._ingest import CONTROL, GroupIntake
 from ._membership import Membership
 from ._message import Message
 from ._puller import Puller
 from ._statistics import SupervisorStatistics
 from ._store import close_stores, stores_of
-from ._watch import MEMBERS, MemberWatch
+from ._watch import MemberWatch
 from ._wire import (
     PREFIX,
     ValidateRequest,
     actors_key,
     barrier_key,
     catalog_key,
+    credit_key,
     member_key,
     parse_member_key,
     route_prefix,
@@ -66,8 +68,8 @@ DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages fi
 _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
 
 
-# A group inbox holds arrivals (message type, envelope, query) and membership changes
-# (MEMBERS, apply, None), in the order Zenoh delivered them.
+# A group inbox holds arrivals (message type, envelope, query) and control items (CONTROL,
+# a callable, None: membership changes, credit checkpoints), in the order Zenoh delivered them.
 Arrival = tuple[Any, Any, zenoh.Query | None]
 
 
@@ -77,11 +79,16 @@ class Node:
     Args:
         bus: the bus to host on.
         apps: the apps whose groups this node runs.
-        inbox_size: arrivals each group may have waiting before Zenoh is made to wait.
-        stall_timeout: how long Zenoh is made to wait for a group that takes nothing
-            before the group's inbox overflows instead (see `Inbox`).
-        overflow_limit: arrivals a stalled group may hold beyond ``inbox_size`` before
-            further ones are dropped (counted and dead-lettered as `MailboxFull`).
+        inbox_size: arrivals each group may have waiting before it holds back its
+            publishers: credit is withheld from edabus publishers, and one on the
+            node's own bus waits in ``publish``.
+        overflow_limit: arrivals a group may hold beyond ``inbox_size`` (from publishers
+            that ignore credit); further ones are refused as `InboxOverflow`:
+            counted, logged once per burst and dead-lettered.
+        window: the credit each edabus publisher gets per group: messages it may have
+            sent and not yet seen taken in before ``publish`` waits. 0: grant none
+            (publishers are never held back; the overflow limit still holds).
+        window_bytes: the same credit, in payload bytes (one message always fits).
         stop_timeout: how long a stopping node waits for the other members to take
             over (a barrier handshake) and for taken-in messages to finish.
         gpus: the GPUs this node offers (default: what cupy finds). Groups of compute
@@ -95,8 +102,9 @@ class Node:
         apps: Sequence[App],
         *,
         inbox_size: int = DEFAULT_INBOX_SIZE,
-        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         overflow_limit: int = DEFAULT_OVERFLOW_LIMIT,
+        window: int = DEFAULT_WINDOW,
+        window_bytes: int = DEFAULT_WINDOW_BYTES,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         gpus: Sequence[int] | None = None,
     ) -> None:
@@ -109,9 +117,15 @@ class Node:
         self.supervisors: dict[tuple[str, str], Supervisor] = {(spec.app, spec.name): spec.build() for spec in hosted}
         for sup in self.supervisors.values():
             sup.gpus = self.gpus
-        self._inbox_options = {"stall_timeout": stall_timeout, "overflow_limit": overflow_limit}
+        if min(inbox_size, window_bytes) < 1 or min(window, overflow_limit) < 0:
+            msg = "inbox_size and window_bytes must be at least 1, window and overflow_limit at least 0"
+            raise ValueError(msg)
+        self.window = window
+        self.window_bytes = window_bytes
+        self._overflow_limit = overflow_limit
         self._inbox_size = inbox_size
         self._inboxes: dict[Supervisor, Inbox[Arrival]] = {}
+        self._checkpoints: dict[Supervisor, Checkpoints] = {}
         self._control: Inbox[Callable[[], None]] | None = None
         self.memberships: dict[Supervisor, Membership] = {}
         self._dispatching: set[Supervisor] = set()
@@ -148,7 +162,7 @@ class Node:
             inbox = self._inboxes.get(sup)
             if inbox is not None:
                 record = msgspec.structs.replace(
-                    record, inbox_depth=len(inbox), inbox_peak=inbox.peak, stalls=inbox.stalls
+                    record, inbox_depth=len(inbox), inbox_peak=inbox.peak, overflow=inbox.rejected
                 )
             stats.append(record)
         return stats
@@ -177,10 +191,12 @@ class Node:
                 sup.attach(self.bus, tg, membership)
                 inbox = self._inboxes[sup] = Inbox(
                     self._inbox_size,
+                    overflow_limit=self._overflow_limit,
                     on_pressure=self.bus.note_pressure,
+                    keep_rejected=True,
                     name=f"{sup.app}/{sup.name}",
-                    **self._inbox_options,  # type: ignore[arg-type]
                 )
+                self._checkpoints[sup] = Checkpoints(inbox)
                 tg.start_soon(self._dispatch, sup, inbox)
                 tg.start_soon(self._dead_letter_rejected, sup, inbox)
             self._watch_members()
@@ -216,7 +232,8 @@ class Node:
         session = self.bus.session
         for sup, inbox in self._inboxes.items():
             route = route_prefix(sup.app, sup.name, self.node_id)
-            self._intakes[sup] = GroupIntake(session, sup.handlers, inbox, self._loop_thread, route)
+            credit = (credit_key(sup.app, sup.name, self.node_id), self._checkpoints[sup])
+            self._intakes[sup] = GroupIntake(session, sup.handlers, inbox, self._loop_thread, route, credit=credit)
             for message_type in sup.handlers:
                 self.bus.local_routes.add(message_type, functools.partial(self._deliver_local, sup))
         lanes = [lane for intake in self._intakes.values() for lane in intake.lanes]
@@ -262,11 +279,12 @@ class Node:
     async def _dispatch(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:
         """Hand a group's arrivals to it, in arrival order (waiting while an actor's mailbox is full)."""
         take, queue = sup.take, sup.queue
+        checkpoints = self._checkpoints[sup]
         while batch := await inbox.get_batch():
             self._dispatching.add(sup)
             for message_type, envelope, query in batch:
-                if message_type is MEMBERS:
-                    envelope()  # a membership change, in its place among the arrivals
+                if message_type is CONTROL:
+                    envelope()  # a membership change or a checkpoint, in its place among the arrivals
                     continue
                 try:
                     work = take(message_type, envelope, query)
@@ -274,16 +292,17 @@ class Node:
                         await queue(work)  # an activation or a full mailbox: may wait
                 except Exception as exc:  # noqa: BLE001 - no arrival may end the dispatcher (and so the node)
                     _arrival_failed(sup, envelope, query, exc)
+            if checkpoints.held:
+                checkpoints.release()
             self._dispatching.discard(sup)
 
     async def _dead_letter_rejected(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:
-        """Arrivals a stalled group's inbox could not hold: count and dead-letter them."""
+        """Arrivals past a group's overflow limit (counted by the inbox): dead-letter them."""
+        limit = inbox.capacity + inbox.overflow_limit
         while rejected := await inbox.get_rejected():
-            sup.count_dropped(len(rejected))
+            error = InboxOverflow(f"{sup.app}/{sup.name} on {self.node_id} already holds {limit:,} arrivals")
             for _, envelope, query in rejected:
-                sup.reject_arrival(
-                    envelope, query, MailboxFull(f"{sup.app}/{sup.name} stalled and its overflow is full")
-                )
+                sup.reject_arrival(envelope, query, error)
 
     def _watch_members(self) -> None:
         """Follow each group's member tokens; each change takes effect in the group's inbox order."""
@@ -333,8 +352,10 @@ class Node:
         finally:
             with anyio.CancelScope(shield=True):
                 for sup, inbox in self._inboxes.items():
-                    for _, envelope, query in inbox.drain():  # arrivals no dispatcher reached
-                        sup.reject_arrival(envelope, query, ActorStopped(f"node {self.node_id} stopped"))
+                    self._checkpoints[sup].drop()
+                    for message_type, envelope, query in inbox.drain():  # arrivals no dispatcher reached
+                        if message_type is not CONTROL:
+                            sup.reject_arrival(envelope, query, ActorStopped(f"node {self.node_id} stopped"))
                 for sup in self.supervisors.values():
                     await sup.stop()  # saves what is not saved yet
                 await self._close_stores()

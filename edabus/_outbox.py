@@ -50,7 +50,16 @@ _LANES_KEPT = 100_000  # idle lanes forgotten beyond this (a new lane starts abo
 
 # Errors from the framework, not from the handler: the message was not applied, send it again.
 RETRYABLE = frozenset(
-    {"OutOfOrder", "StaleStateError", "StateError", "StateStoreError", "ActorStopped", "MailboxFull", "NoRouteError"}
+    {
+        "OutOfOrder",
+        "StaleStateError",
+        "StateError",
+        "StateStoreError",
+        "ActorStopped",
+        "MailboxFull",
+        "InboxOverflow",
+        "NoRouteError",
+    }
 )
 _error_decoder = msgspec.msgpack.Decoder(ErrorReply)
 

@@ -84,16 +84,13 @@ class Puller:
                     idle = IDLE_MIN_S
                     empty = 0
                 moved = 0
-                stalled = False
                 for lane in lanes:
                     moved += lane.pump()
-                    stalled = stalled or lane.stalled
                 if moved:
                     idle = IDLE_MIN_S
                     empty = 0
                     continue
-                # A full inbox: its lane may hold puts that no bell would announce, so poll on.
-                empty = 0 if stalled else empty + 1
+                empty += 1
                 time.sleep(idle)
                 idle = min(idle * 2, IDLE_MAX_S)
         except Exception:  # pragma: no cover - a bug here must be seen, not end the node silently

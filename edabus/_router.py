@@ -25,8 +25,9 @@ as queries on the plain key, as before. docs/cluster.md has the contract.
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -34,7 +35,8 @@ import msgspec
 import structlog
 import zenoh
 
-from ._bridge import Inbox
+from ._bridge import Inbox, Waker
+from ._credit import Window
 from ._exceptions import EdabusError, NoRouteError
 from ._membership import Membership
 from ._wire import (
@@ -42,6 +44,7 @@ from ._wire import (
     CatalogEntry,
     NodeCatalog,
     catalog_key,
+    credit_key,
     encode_meta,
     parse_member_key,
     route_prefix,
@@ -65,13 +68,14 @@ _ROUTABLE = ("keyed", "singleton", "pool")
 _catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
 
 Group = tuple[str, str]  # (app, group)
+WindowFactory = Callable[[str, str, int, int, str], "Window | None"]  # (app, group, limit, bytes, node)
 Change = tuple[bool, Group, str, int] | zenoh.Query  # a member token came or went; or a barrier query
 
 
 class GroupRoute:
-    """One group as a publisher sees it: its key patterns, its kind, its members."""
+    """One group as a publisher sees it: its key patterns, its kind, its members, their credit windows."""
 
-    def __init__(self, app: str, group: str, entries: Iterable[CatalogEntry]) -> None:
+    def __init__(self, app: str, group: str, entries: Iterable[CatalogEntry], windows: WindowFactory) -> None:
         entries = list(entries)
         first = entries[0]
         self.app = app
@@ -81,12 +85,29 @@ class GroupRoute:
         self.patterns = [zenoh.KeyExpr(entry.pattern) for entry in entries]
         self.membership = Membership(app, group, "", prefer_gpus=first.gpus_first)
         self.prefixes: dict[str, str] = {}
+        self.windows: dict[str, Window] = {}  # by member node; none for our own node (it waits locally)
+        self._new_window = functools.partial(windows, app, group, first.window, first.window_bytes)
         self._turn = itertools.count()
 
     def update(self, *, joined: dict[str, int] | None = None, left: set[str] | None = None) -> None:
-        """Apply member changes (from their tokens)."""
+        """Apply member changes (from their tokens); a member that left takes its window with it."""
         self.membership.update(joined=joined, left=left)
         self.prefixes = {node: route_prefix(self.app, self.group, node) + "/" for node in self.membership.members}
+        for node in left or ():
+            window = self.windows.pop(node, None)
+            if window is not None:
+                window.close()
+        for node in joined or ():
+            if node not in self.windows:
+                window = self._new_window(node)
+                if window is not None:
+                    self.windows[node] = window
+
+    def close(self) -> None:
+        """The group is gone (or the bus closes): release everything held back for it."""
+        for window in self.windows.values():
+            window.close()
+        self.windows.clear()
 
     def covers(self, pattern: zenoh.KeyExpr) -> bool | None:
         """Whether the group takes every key of ``pattern`` (True), none (False), or only some (None)."""
@@ -98,16 +119,14 @@ class GroupRoute:
         return None if overlaps else False
 
     def target(self, msg: Message) -> str:
-        """The routed key prefix of the member that takes ``msg`` (as the nodes decide it)."""
+        """The member that takes ``msg`` (as the nodes decide it)."""
         membership = self.membership
         if self.kind == "keyed":
-            owner = membership.owner(str(getattr(msg, self.field)))
-        elif self.kind == "singleton":
-            owner = membership.owner(self.group)
-        else:  # a pool: any member serves, so spread them in turn
-            owners = membership.owners
-            owner = owners[next(self._turn) % len(owners)]
-        return self.prefixes[owner]
+            return membership.owner(str(getattr(msg, self.field)))
+        if self.kind == "singleton":
+            return membership.owner(self.group)
+        owners = membership.owners  # a pool: any member serves, so spread them in turn
+        return owners[next(self._turn) % len(owners)]
 
 
 class Router:
@@ -119,9 +138,12 @@ class Router:
         self._catalogs: dict[Group, list[CatalogEntry]] = {}  # what each group takes, from any of its nodes
         self._routes: dict[Group, GroupRoute] = {}  # the live groups whose catalog came
         self._plans: dict[type[Message], tuple[GroupRoute, ...] | None] = {}
+        self._credited: dict[type[Message], tuple[Window, ...]] = {}
         self._changes: Inbox[Change] = Inbox(65_536, name="routes")
         self._declared: list[Any] = []
+        self._waker: Waker | None = None
         self.enabled = False
+        self.routing = True  # False: follow the groups (for credit) but always publish on plain keys
 
     def plan(self, cls: type[Message]) -> tuple[GroupRoute, ...] | None:
         """The groups to route a message of type ``cls`` to; None: publish it on its plain key."""
@@ -131,9 +153,48 @@ class Router:
             plan = self._plans[cls] = self._plan(cls)
             return plan
 
+    def windows(self, cls: type[Message]) -> tuple[Window, ...]:
+        """The credit windows a message of type ``cls`` on its plain key counts against.
+
+        Every remote member of every known group whose patterns meet the type's: each
+        of them hears a plain put (and lets pass what it does not own, which frees its
+        credit at once).
+        """
+        try:
+            return self._credited[cls]
+        except KeyError:
+            windows = self._credited[cls] = self._windows_of(cls)
+            return windows
+
+    def _windows_of(self, cls: type[Message]) -> tuple[Window, ...]:
+        template = cls.__edabus_key__
+        if not self.enabled or template is None:
+            return ()
+        pattern = zenoh.KeyExpr(template.pattern)
+        return tuple(
+            window
+            for route in self._routes.values()
+            if route.covers(pattern) is not False
+            for window in route.windows.values()
+        )
+
+    def _new_window(self, app: str, group: str, limit: int, limit_bytes: int, node: str) -> Window | None:
+        """A credit window for a remote member, where its node grants credit (an older one does not)."""
+        if node == self._bus.node_id or limit < 1 or limit_bytes < 1:
+            return None
+        if self._waker is None:
+            self._waker = Waker()  # made on the loop, where the windows are settled
+        return Window(self._bus, self._waker, credit_key(app, group, node), limit, limit_bytes)
+
     def _plan(self, cls: type[Message]) -> tuple[GroupRoute, ...] | None:
         template = cls.__edabus_key__
-        if not self.enabled or template is None or cls.__edabus_reliable__ or len(self._routes) < len(self._tokens):
+        if (
+            not self.enabled
+            or not self.routing
+            or template is None
+            or cls.__edabus_reliable__
+            or len(self._routes) < len(self._tokens)
+        ):
             return None
         pattern = zenoh.KeyExpr(template.pattern)
         matched = []
@@ -171,12 +232,15 @@ class Router:
             while any(node not in self._tokens.get(group, ()) for group, node in hosted):
                 self._apply(await self._changes.get_batch())
         self.enabled = True
-        self._plans.clear()
+        self._forget_plans()
 
     def close(self) -> None:
         """Stop following (the bus is closing)."""
         self.enabled = False
         self._changes.close()
+        for route in self._routes.values():
+            route.close()
+        self._forget_plans()
         # Never ask `session.is_closed()` here: it waits for the session's lock while
         # holding the GIL, and a Zenoh thread that holds that lock to run one of our
         # callbacks waits for the GIL (a deadlock, seen in CI). Undeclaring on a closed
@@ -224,18 +288,25 @@ class Router:
                     route.update(left={node})
                 if not members:
                     del self._tokens[group]
-                    self._routes.pop(group, None)
-            self._plans.clear()
+                    gone = self._routes.pop(group, None)
+                    if gone is not None:
+                        gone.close()
+            self._forget_plans()
         self._complete()
+
+    def _forget_plans(self) -> None:
+        """The groups or their members changed: plans and credit lists are made again when next used."""
+        self._plans.clear()
+        self._credited.clear()
 
     def _complete(self) -> None:
         """Make the route of every live group whose catalog came."""
         for group, members in self._tokens.items():
             entries = self._catalogs.get(group)
             if entries and group not in self._routes:
-                route = self._routes[group] = GroupRoute(*group, entries)
+                route = self._routes[group] = GroupRoute(*group, entries, self._new_window)
                 route.update(joined=dict(members))
-                self._plans.clear()
+                self._forget_plans()
 
     async def _ask_catalogs(self, selector: str) -> set[tuple[Group, str]]:
         """Ask nodes for their catalogs; the (group, node) pairs they answered for."""

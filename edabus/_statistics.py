@@ -18,7 +18,7 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
         restarts: actor instances replaced after a failure.
         escalations: actors (or pools) that exhausted their restarts.
         dead_letters: messages published to the dead-letter key.
-        dropped: messages an overflow policy dropped (each is also a dead letter).
+        dropped: messages a mailbox's overflow policy dropped (each is also a dead letter).
         passivated: actors stopped for idleness, to respect ``max_actors``, or because their key moved.
         not_owned: arrivals another node of the group owns, so this one let them pass.
         forwarded: routed arrivals another node owns in this node's view, passed on to it.
@@ -26,6 +26,9 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
         mailbox_depth: messages waiting now, over all the group's mailboxes.
         mailbox_peak: the deepest any one mailbox of the group has been.
         handler_seconds: total time spent in handlers.
+        inbox_depth, inbox_peak: arrivals waiting in the group's node inbox now, and its deepest.
+        overflow: arrivals refused because the inbox held its overflow limit (`InboxOverflow`;
+            each is counted here, and dead-lettered up to 10,000 at a time).
 
     """
 
@@ -47,6 +50,6 @@ class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
     handler_seconds: float
     inbox_depth: int = 0
     inbox_peak: int = 0
-    stalls: int = 0
+    overflow: int = 0
     not_owned: int = 0
     forwarded: int = 0

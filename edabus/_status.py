@@ -121,7 +121,7 @@ def render_json(status: ClusterStatus) -> str:
 
 _COLUMNS = (
     "NODE", "GROUP", "KIND", "ACTORS", "MAILBOX", "INBOX", "RECEIVED", "HANDLED",
-    "FAILED", "DEAD", "DROPPED", "RESTARTS", "NOT OWNED", "AVG MS",
+    "FAILED", "DEAD", "DROPPED", "OVERFLOW", "RESTARTS", "NOT OWNED", "AVG MS",
 )  # fmt: skip
 _LEFT = 3  # NODE, GROUP and KIND are text, left-aligned; the rest are numbers
 
@@ -136,7 +136,7 @@ def _row(stats: SupervisorStatistics) -> list[str]:
         str(stats.live_actors),
         f"{stats.mailbox_depth}/{stats.mailbox_peak}",
         f"{stats.inbox_depth}/{stats.inbox_peak}",
-        *map(str, (stats.received, stats.handled, stats.failed, stats.dead_letters, stats.dropped)),
+        *map(str, (stats.received, stats.handled, stats.failed, stats.dead_letters, stats.dropped, stats.overflow)),
         *map(str, (stats.restarts, stats.not_owned)),
         mean_ms,
     ]
@@ -181,5 +181,6 @@ def render_table(status: ClusterStatus) -> str:
     if many:
         lines.append(f"NODE {ALL_NODES}: each group's totals over the nodes that answered.")
     lines.append("MAILBOX, INBOX: messages waiting now/the most at once. DEAD: dead letters. AVG MS: per handler call.")
+    lines.append("DROPPED: by a mailbox's overflow policy. OVERFLOW: refused by a full inbox.")
     lines.extend(notes)
     return "\n".join(lines)

@@ -25,7 +25,8 @@ class Subscription:
     def __init__(self, bus: Bus, key_expr: str, capacity: int) -> None:
         self.key_expr = key_expr
         self._bus = bus
-        self._inbox: Inbox[Envelope] = Inbox(capacity)
+        # Never makes Zenoh wait; past its overflow limit it refuses, counted and logged.
+        self._inbox: Inbox[Envelope] = Inbox(capacity, name=f"subscription {key_expr}")
         self._pending: list[Envelope] = []
         session = bus.session
         self._sub: zenoh.Subscriber[None] | None = session.declare_subscriber(

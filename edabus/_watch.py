@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import zenoh
 
+from ._ingest import CONTROL
 from ._wire import barrier_key, member_key, parse_member_key
 
 if TYPE_CHECKING:
     from ._bus import Bus
     from ._membership import Membership
 
-__all__ = ["JOIN_BARRIER_TIMEOUT", "MEMBERS", "MemberWatch"]
+__all__ = ["JOIN_BARRIER_TIMEOUT", "MemberWatch"]
 
 log = structlog.get_logger(__name__)
 
 JOIN_BARRIER_TIMEOUT = 2.0  # a new member that does not answer its barrier joins anyway, this much later
-MEMBERS = object()  # the "message type" of a membership change queued in a group's inbox
 
 
 class MemberWatch:
@@ -40,7 +40,7 @@ class MemberWatch:
         bus: Bus,
         membership: Membership,
         *,
-        push: Callable[[Any], None],
+        push: Callable[..., None],
         flush: Callable[[], None],
         control: Callable[[Callable[[], None]], None],
     ) -> None:
@@ -68,7 +68,7 @@ class MemberWatch:
             self._control(functools.partial(self._confirm_join, node, gpus))
         else:
             self._flush()
-            self._push((MEMBERS, functools.partial(self._changed, left={node}), None))
+            self._push((CONTROL, functools.partial(self._changed, left={node}), None), force=True)
 
     def _confirm_join(self, node: str, gpus: int) -> None:
         """Ask the new member for a barrier reply; apply the join in the group's inbox after it."""
@@ -81,7 +81,7 @@ class MemberWatch:
 
         def on_final() -> None:  # Zenoh's thread, after the reply (or the timeout)
             self._flush()
-            self._push((MEMBERS, change, None))
+            self._push((CONTROL, change, None), force=True)
 
         self._bus.session.get(
             barrier_key(node),

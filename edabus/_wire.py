@@ -28,6 +28,7 @@ __all__ = [
     "actors_key",
     "barrier_key",
     "catalog_key",
+    "credit_key",
     "dead_letter_key",
     "decode_meta",
     "decode_untrusted",
@@ -129,7 +130,9 @@ class CatalogEntry(msgspec.Struct):
     ``kind`` is keyed, singleton or pool; ``field`` the keyed group's key field;
     ``gpus_first`` whether the group's keys go to members with a GPU while there is
     one. Publishers route by them (docs/cluster.md); a catalog without ``kind`` (an
-    older node) is not routed to.
+    older node) is not routed to. ``window`` and ``window_bytes`` are the credit the
+    node grants each publisher for the group (docs/supervision.md, "Flow control");
+    0 (an older node): none, publishers are not held back.
     """
 
     type: str
@@ -141,6 +144,8 @@ class CatalogEntry(msgspec.Struct):
     kind: str = ""
     field: str = ""
     gpus_first: bool = False
+    window: int = 0
+    window_bytes: int = 0
 
 
 class ValidateRequest(msgspec.Struct):
@@ -226,6 +231,11 @@ def barrier_key(node: str) -> str:
 def catalog_key(node: str) -> str:
     """A node's catalog queryable, answered with a `NodeCatalog`."""
     return f"{PREFIX}/node/{node}/catalog"
+
+
+def credit_key(app: str, group: str, node: str) -> str:
+    """A group's checkpoint queryable on a node: answered once what was sent before it was taken in."""
+    return f"{PREFIX}/credit/{app}/{group}/{node}"
 
 
 def stats_key(node: str) -> str:

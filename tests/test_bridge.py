@@ -1,64 +1,84 @@
-"""The inbox between Zenoh's threads and the loop: when a full inbox counts as stalled."""
+"""The inbox between Zenoh's threads and the loop: it never makes a pusher wait, and overflows in the open."""
 
 from __future__ import annotations
 
+import threading
+
 import anyio
+from structlog.testing import capture_logs
 
 from edabus._bridge import Inbox
 
 
-class Clock:
-    """A monotonic clock the test moves by hand."""
+async def test_a_foreign_thread_never_waits_and_the_overflow_is_counted_and_kept() -> None:
+    """A Zenoh-like thread pushes 25 items into an inbox of 10 + 5: it returns at once; 10 are refused and kept."""
+    inbox: Inbox[int] = Inbox(10, overflow_limit=5, keep_rejected=True)
+    pushed = threading.Event()
 
-    def __init__(self) -> None:
-        self.now = 0.0
+    def flood() -> None:
+        for n in range(25):
+            inbox.push(n)
+        pushed.set()
 
-    def __call__(self) -> float:
-        return self.now
-
-
-async def test_a_burst_after_idleness_is_not_a_stall() -> None:
-    """An inbox idle past the stall timeout, then filled by a burst, waits for its consumer: no stall yet."""
-    clock = Clock()
-    inbox: Inbox[int] = Inbox(10, stall_timeout=2.0, clock=clock)
-    clock.now = 60.0  # a minute with nothing to take
-    inbox.extend(list(range(10)))  # a burst fills it before the consumer runs
-    assert inbox.room() == 0  # the puller waits: the consumer has not had its chance
-    assert inbox.stalls == 0
-    clock.now += 1.9
-    assert inbox.room() == 0
-    assert inbox.stalls == 0
-
-
-async def test_a_full_inbox_that_nobody_takes_from_stalls_after_the_timeout() -> None:
-    """Full and no take for the stall timeout: it overflows (a batch of room), counted once; a take recovers it."""
-    clock = Clock()
-    inbox: Inbox[int] = Inbox(10, stall_timeout=2.0, clock=clock)
-    inbox.extend(list(range(10)))
-    assert inbox.room() == 0
-    clock.now += 2.1
-    assert inbox.room() > 0
-    assert inbox.stalls == 1
-    inbox.extend([10, 11])  # held beyond capacity while stalled
+    thread = threading.Thread(target=flood)
+    thread.start()
     with anyio.fail_after(5):
-        assert await inbox.get_batch() == list(range(12))
-    assert inbox.room() == 10
-    inbox.extend(list(range(10)))
-    clock.now += 1.0  # full again, one second after the take: not stalled
-    assert inbox.room() == 0
-    assert inbox.stalls == 1
+        while not pushed.is_set():  # noqa: ASYNC110 - the event is a thread's
+            await anyio.sleep(0.001)
+    thread.join()
+    assert len(inbox) == 15
+    assert inbox.rejected == 10
+    with anyio.fail_after(5):
+        assert await inbox.get_rejected() == list(range(15, 25))
+        assert await inbox.get_batch() == list(range(15))
 
 
-async def test_taking_restarts_the_stall_clock() -> None:
-    """A consumer that takes now and then, slower than arrivals, is never declared stalled."""
-    clock = Clock()
-    inbox: Inbox[int] = Inbox(4, stall_timeout=2.0, clock=clock)
-    for _ in range(5):
-        inbox.extend([1, 2, 3, 4])
-        clock.now += 1.5
-        assert inbox.room() == 0
+async def test_forced_items_pass_the_limit() -> None:
+    """Control items (membership changes, checkpoints) are queued even past the overflow limit."""
+    inbox: Inbox[str] = Inbox(1, overflow_limit=0)
+    inbox.push("a")
+    inbox.push("refused")
+    inbox.push("control", force=True)
+    assert inbox.rejected == 1
+    with anyio.fail_after(5):
+        assert await inbox.get_batch() == ["a", "control"]
+
+
+async def test_a_batch_is_cut_at_the_limit_in_order() -> None:
+    """A puller's batch fills the inbox up to its limit; the rest is refused, in order."""
+    inbox: Inbox[int] = Inbox(4, overflow_limit=2, keep_rejected=True)
+    inbox.extend([0, 1, 2])
+    inbox.extend([3, 4, 5, 6, 7])
+    assert (len(inbox), inbox.rejected, inbox.peak) == (6, 2, 6)
+    with anyio.fail_after(5):
+        assert await inbox.get_rejected() == [6, 7]
+
+
+async def test_an_overflow_burst_is_logged_once_and_its_end_once() -> None:
+    """Many refusals log one `inbox.overflow`; a take below capacity logs `inbox.overflow_ended` with the count."""
+    inbox: Inbox[int] = Inbox(2, overflow_limit=1, name="bank/Account")
+    with capture_logs() as logs:
+        for n in range(10):
+            inbox.push(n)
         with anyio.fail_after(5):
-            await inbox.get_batch(1)
-        inbox.extend([5])
-        inbox.drain()  # (the rest, as if taken)
-    assert inbox.stalls == 0
+            await inbox.get_batch(2)
+        for n in range(5):
+            inbox.push(n)
+    events = [(e["event"], e.get("rejected")) for e in logs]
+    assert events == [("inbox.overflow", None), ("inbox.overflow_ended", 7), ("inbox.overflow", None)]
+    assert inbox.rejected == 7 + 3
+
+
+async def test_a_loop_publisher_is_asked_to_wait_at_capacity() -> None:
+    """A push on the loop thread that reaches capacity calls on_pressure; wait_room returns after a take."""
+    pressured: list[Inbox[int]] = []
+    inbox: Inbox[int] = Inbox(3, on_pressure=pressured.append)
+    inbox.push(1)
+    inbox.push(2)
+    assert pressured == []
+    inbox.push(3)
+    assert pressured == [inbox]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(inbox.wait_room)
+        with anyio.fail_after(5):
+            assert await inbox.get_batch(1) == [1]

@@ -163,7 +163,7 @@ def test_a_node_that_does_not_answer_is_listed_with_a_note() -> None:
     table = render_table(status)
     assert "n2: no statistics reply within 2 s" in table
     silent = next(line.split() for line in table.splitlines() if line.startswith("n2"))
-    assert silent[1:] == ["bank/Account", *["-"] * 12]
+    assert silent[1:] == ["bank/Account", *["-"] * 13]
     total = next(line.split() for line in table.splitlines() if line.startswith("*  "))
     assert total[:8] == ["*", "bank/Account", "keyed", "2", "0/1", "0/0", "3", "3"]
     assert total[-1] == "1.000"  # mean handler time, in ms

@@ -63,3 +63,27 @@ class Quick(edabus.Actor):
     @edabus.handler
     def ping(self, msg: Ping) -> None:
         Quick.handled += 1
+
+
+class Tick(edabus.Message, key="flow/{sink}/tick"):
+    sink: str
+    n: int
+
+
+class Sleepy(edabus.Actor):
+    """Awaits ``WORK_S`` per message, as a database write or an HTTP call would."""
+
+    WORK_S = 0.001
+    handled = 0
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    @edabus.handler
+    async def tick(self, msg: Tick) -> None:
+        await anyio.sleep(self.WORK_S)
+        Sleepy.handled += 1
+
+
+app = edabus.App("flow")
+app.keyed(Sleepy, key="sink", mailbox_size=100)

@@ -14,9 +14,10 @@ import time
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 import edabus
-from tests.cluster.flow_app import Busy, Quick, Stuck
+from tests.cluster.flow_app import Busy, Quick, Sleepy, Stuck, Tick
 from tests.conftest import Processes
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,7 +64,7 @@ def test_a_flood_to_a_slow_actor_loses_nothing_and_slows_the_publisher(processes
     print(  # noqa: T201 - the figures for the record (pytest -s shows them)
         f"\nflood: {n} msgs, handled in {received_in:.2f} s ({n / received_in:,.0f}/s), "
         f"publisher {sent['elapsed']:.2f} s, "
-        f"mailbox peak {stats.mailbox_peak}, inbox peak {stats.inbox_peak}, stalls {stats.stalls}, "
+        f"mailbox peak {stats.mailbox_peak}, inbox peak {stats.inbox_peak}, overflow {stats.overflow}, "
         f"max RSS {max_rss_kib / 1024:.0f} MiB"
     )
     assert stats.handled == n
@@ -71,7 +72,7 @@ def test_a_flood_to_a_slow_actor_loses_nothing_and_slows_the_publisher(processes
     assert stats.dead_letters == 0
     assert stats.mailbox_peak <= 100
     assert stats.inbox_peak <= 1000
-    assert stats.stalls == 0
+    assert stats.overflow == 0
     # Backpressure reached the publisher: it could not run far ahead of the handler.
     assert sent["elapsed"] >= 0.4 * received_in
 
@@ -124,3 +125,111 @@ def test_a_10_s_handler_loses_nothing_and_other_groups_keep_going(processes: Pro
     assert stats.handled == stalled_msgs
     assert stats.dropped == 0
     assert quick_done < Stuck.STALL_S
+
+
+def flood_to_sleepy(
+    processes: Processes, router: str, *, raw: bool, count: int, node_options: dict[str, int]
+) -> tuple[edabus.SupervisorStatistics, float, dict[str, float]]:
+    """``count`` ticks over 10 keys of 1 ms actors; (the group's statistics, the node's time, the publisher's)."""
+
+    async def run() -> tuple[edabus.SupervisorStatistics, float, dict[str, float]]:
+        Sleepy.handled = 0
+        app = edabus.App("flow")
+        app.keyed(Sleepy, key="sink", mailbox_size=100)
+        async with edabus.connect(router) as bus, edabus.Node(bus, [app], **node_options) as node:  # type: ignore[arg-type]
+            sup = node.supervisor("Sleepy")
+
+            def stats() -> edabus.SupervisorStatistics:  # the node's: with its inbox's counts
+                return next(s for s in node.statistics() if s.group == "Sleepy")
+
+            args = ["--kind", "tick", "--sink", "k", "--keys", "10", "--count", str(count), *(["--raw"] if raw else [])]
+            pub = processes.start(["tests/scripts/flood.py", "--connect", router, *args])
+            await wait_until(lambda: sup.statistics().received > 0, 30)
+            started = time.perf_counter()
+            await wait_until(lambda: (s := stats()).handled + s.overflow >= count and not sup.busy(), 90)
+            node_time = time.perf_counter() - started
+            sent = await anyio.to_thread.run_sync(result_of, pub)
+            return stats(), node_time, sent
+
+    return anyio.run(run)
+
+
+def test_a_flood_from_an_edabus_publisher_to_1_ms_actors_is_all_handled_at_their_pace(
+    processes: Processes, router: str
+) -> None:
+    """20,000 messages to 1 ms actors through a router: every one handled, and the publisher kept to their pace."""
+    n = 20_000
+    stats, node_time, sent = flood_to_sleepy(processes, router, raw=False, count=n, node_options={})
+    print(f"\ncredit: {n} to 10 x 1 ms actors: node {node_time:.2f} s, publisher {sent['elapsed']:.2f} s; {stats}")  # noqa: T201
+    assert stats.handled == n
+    assert (stats.overflow, stats.dropped, stats.dead_letters) == (0, 0, 0)
+    # It could run at most a window (1,000) and ten mailboxes (100 each) ahead of the actors.
+    assert sent["elapsed"] >= 0.7 * node_time
+    assert stats.inbox_peak <= 1_000 + 10
+
+
+def test_a_flood_from_a_raw_block_publisher_is_handled_or_counted_as_overflow(
+    processes: Processes, router: str
+) -> None:
+    """The same flood from zenoh-python alone (no credit): handled + overflow == sent; overflow dead-lettered."""
+    n = 20_000
+    options = {"inbox_size": 1_000, "overflow_limit": 1_000}
+    with capture_logs() as logs:
+        stats, node_time, sent = flood_to_sleepy(processes, router, raw=True, count=n, node_options=options)
+    print(f"\nraw: {n} to 10 x 1 ms actors: node {node_time:.2f} s, publisher {sent['elapsed']:.2f} s; {stats}")  # noqa: T201
+    assert stats.handled + stats.overflow == n
+    assert stats.overflow > 0
+    assert 0 < stats.dead_letters <= stats.overflow
+    assert stats.inbox_peak <= 2_000
+    overflowing = [e for e in logs if e["event"] == "inbox.overflow"]
+    assert 1 <= len(overflowing) <= stats.overflow // 100  # once per burst, not per message
+
+
+class Held(edabus.Actor):
+    """Its handlers wait until the test opens the gate."""
+
+    gate: anyio.Event
+    handled = 0
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    @edabus.handler
+    async def tick(self, msg: Tick) -> None:
+        await Held.gate.wait()
+        Held.handled += 1
+
+
+async def test_a_publisher_out_of_credit_waits_then_times_out_and_resumes(router: str) -> None:
+    """A stuck group withholds credit: publish waits, then raises PublishTimeout (not sent); it resumes after."""
+    Held.gate, Held.handled = anyio.Event(), 0
+    app = edabus.App("held")
+    app.keyed(Held, key="sink", mailbox_size=1)
+    async with (
+        edabus.connect(router) as node_bus,
+        edabus.Node(node_bus, [app], window=10, inbox_size=5) as node,
+        edabus.connect(router) as bus,
+    ):
+        await bus.wait_for_group("held", timeout=10)
+        with anyio.fail_after(10):
+            while not bus.router.windows(Tick):  # noqa: ASYNC110 - the catalog comes by itself
+                await anyio.sleep(0.01)
+        sent = 0
+
+        async def publish_until_refused() -> None:
+            nonlocal sent
+            for n in range(100):
+                await bus.publish(Tick(sink="s", n=n), timeout=0.5)
+                sent += 1
+
+        with pytest.raises(edabus.PublishTimeout, match=r"Tick not sent: no credit from held/Held/"):
+            await publish_until_refused()
+        assert 10 <= sent < 100  # a window's worth went out before the wait
+        Held.gate.set()
+        for n in range(sent, sent + 50):
+            await bus.publish(Tick(sink="s", n=n), timeout=10)
+        sup = node.supervisor("Held")
+        with anyio.fail_after(20):
+            while Held.handled < sent + 50:  # noqa: ASYNC110 - another bus's progress
+                await anyio.sleep(0.01)
+        assert sup.statistics().received == sent + 50  # the timed-out message was never sent

@@ -1,0 +1,210 @@
+"""Credit: how a group's node holds back the edabus publishers that flood it.
+
+Zenoh's congestion control BLOCK makes a sender wait for a slow receiver, but
+across a router the sender that waits is the router, and after 5 s
+(``wait_before_close``) it closes the slow node's link with whatever it held.
+So edabus carries its own flow control end to end, above Zenoh, the way AMQP
+1.0 link credit, HTTP/2 windows and Reactive Streams demand do.
+
+A node grants each edabus publisher a *window* per group: at most ``window``
+messages (and ``window_bytes`` bytes) sent to that group on that node and not
+yet taken in. The node states its window in its catalog. The publisher counts
+what it sends to each (group, node) and, every half window, sends a
+*checkpoint*: a query to ``@edabus/credit/{app}/{group}/{node}``. The query
+travels behind the messages sent before it; the node queues it in the group's
+inbox behind them and answers it when its dispatcher reaches it with the inbox
+below ``inbox_size``. A reply therefore means: everything sent before the
+checkpoint has left the inbox for an actor's mailbox. A publisher whose window
+is spent waits for the next reply.
+
+- The node keeps nothing per publisher (`Checkpoints`): each checkpoint is
+  answered in its turn, and held while the group's inbox is over its size.
+- A checkpoint that reaches no node (it stopped or died, the router restarted)
+  ends without a reply: the window is forgiven, since what was in flight is
+  gone with the link, and membership changes do the rest. One that times out
+  (a stuck actor holds the inbox) is sent again, and the publisher waits on.
+- Messages published from inside handlers count but never wait: an actor
+  waiting on its own group, or two groups on each other, would deadlock.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+import zenoh
+
+from ._bridge import Waker
+
+if TYPE_CHECKING:
+    from ._bridge import Inbox
+    from ._bus import Bus
+
+__all__ = ["CHECKPOINT_TIMEOUT", "DEFAULT_WINDOW", "DEFAULT_WINDOW_BYTES", "Checkpoints", "Window"]
+
+log = structlog.get_logger(__name__)
+
+# Enough for full speed through a router (tuned with `python -m benchmarks.flood`), small
+# enough that ten flooding publishers stay within a group's default inbox.
+DEFAULT_WINDOW = 1000
+DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
+CHECKPOINT_TIMEOUT = 10.0  # a checkpoint held this long (a stuck group) is sent again
+
+_ACK, _RETRY, _GONE = 0, 1, 2
+
+
+class Window:
+    """What one bus sent to one group on one node, and how much of it the node has taken in."""
+
+    __slots__ = (
+        "_bus",
+        "_room",
+        "_waker",
+        "acked",
+        "acked_bytes",
+        "checkpoints",
+        "closed",
+        "forgiven",
+        "key",
+        "limit",
+        "limit_bytes",
+        "marked",
+        "marked_bytes",
+        "sent",
+        "sent_bytes",
+        "waits",
+    )
+
+    def __init__(self, bus: Bus, waker: Waker, key: str, limit: int, limit_bytes: int) -> None:
+        self._bus = bus
+        self._waker = waker
+        self.key = key  # the node's checkpoint queryable for the group
+        self.limit = limit
+        self.limit_bytes = limit_bytes
+        self.sent = self.sent_bytes = 0
+        self.acked = self.acked_bytes = 0
+        self.marked = self.marked_bytes = 0  # counts at the last checkpoint sent
+        self.closed = False
+        self._room: anyio.Event | None = None
+        self.checkpoints = 0  # statistics, for tests and benchmarks
+        self.waits = 0
+        self.forgiven = 0
+
+    def full(self) -> bool:
+        """Whether the window is spent (a message may wait for room; one is always let through alone)."""
+        out = self.sent - self.acked
+        return not self.closed and (
+            out >= self.limit or (out > 0 and self.sent_bytes - self.acked_bytes >= self.limit_bytes)
+        )
+
+    def count(self, size: int) -> None:
+        """A message of ``size`` bytes was sent; checkpoint after every half window."""
+        self.sent += 1
+        self.sent_bytes += size
+        if self.sent - self.marked >= self.limit >> 1 or self.sent_bytes - self.marked_bytes >= self.limit_bytes >> 1:
+            self.checkpoint()
+
+    async def wait_room(self) -> None:
+        """Wait until the node has taken in enough for one more message (or the window closed)."""
+        self.waits += 1
+        while self.full():
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
+
+    def close(self) -> None:
+        """The node left the group: nothing is held back for it any more."""
+        self.closed = True
+        self._wake()
+
+    def checkpoint(self) -> None:
+        """Ask the node to answer once it has taken in everything sent so far."""
+        bus = self._bus
+        if bus.closed or self.closed:
+            return
+        self.marked, self.marked_bytes = self.sent, self.sent_bytes
+        self.checkpoints += 1
+        settle = functools.partial(self._settled, self.sent, self.sent_bytes)
+        wake = self._waker
+        answered = False
+
+        def on_reply(reply: zenoh.Reply) -> None:  # Zenoh's thread
+            nonlocal answered
+            if not answered:
+                answered = True
+                wake(functools.partial(settle, _ACK if reply.ok is not None else _RETRY))
+
+        def on_final() -> None:  # Zenoh's thread
+            if not answered:
+                wake(functools.partial(settle, _GONE))
+
+        try:
+            bus.session.get(
+                self.key, zenoh.handlers.Callback(on_reply, on_final, indirect=False), timeout=CHECKPOINT_TIMEOUT
+            )
+        except zenoh.ZError:  # closing: nothing waits on this window for long
+            settle(_GONE)
+
+    def _settled(self, sent: int, sent_bytes: int, outcome: int) -> None:
+        """A checkpoint's outcome, on the loop."""
+        if outcome == _RETRY:  # held past its timeout: the group is stuck, ask again
+            if not self.closed and self.acked < sent:
+                log.debug("credit.checkpoint_retry", key=self.key, waiting=self.sent - self.acked)
+                self.checkpoint()
+            return
+        if outcome == _GONE:  # no node answered: whatever was in flight is gone with it
+            if self.acked < self.sent:
+                self.forgiven += 1
+            sent, sent_bytes = self.sent, self.sent_bytes
+            self.marked, self.marked_bytes = sent, sent_bytes
+        if sent > self.acked:
+            self.acked, self.acked_bytes = sent, sent_bytes
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+
+class Checkpoints:
+    """A node's side for one group: answer each checkpoint in its turn, hold it while the inbox is over size."""
+
+    def __init__(self, inbox: Inbox[Any]) -> None:
+        self._inbox = inbox
+        self._held: deque[zenoh.Query] = deque()
+
+    def reached(self, query: zenoh.Query) -> None:
+        """The dispatcher reached a checkpoint: everything before it has left the inbox."""
+        if self._held or len(self._inbox) >= self._inbox.capacity:
+            self._held.append(query)
+        else:
+            _answer(query)
+
+    def release(self) -> None:
+        """After a batch: answer what was held, once the inbox is below its size."""
+        held = self._held
+        while held and len(self._inbox) < self._inbox.capacity:
+            _answer(held.popleft())
+
+    @property
+    def held(self) -> int:
+        """Checkpoints waiting for the inbox to shrink."""
+        return len(self._held)
+
+    def drop(self) -> None:
+        """The node stops: finish held checkpoints without a reply (their senders forgive)."""
+        while self._held:
+            self._held.popleft().drop()
+
+
+def _answer(query: zenoh.Query) -> None:
+    try:
+        query.reply(query.key_expr, b"")
+    except zenoh.ZError:
+        log.debug("credit.reply_failed", key=str(query.key_expr))
+    finally:
+        query.drop()
