@@ -53,7 +53,7 @@ _LIVE_TIMEOUT_S = 30.0
 
 
 def _wait_token(session: zenoh.Session, key: str, timeout: float) -> None:
-    """Wait until a liveliness token on ``key`` is alive (ZENOH_NOTES.md §10's barrier)."""
+    """Wait until a liveliness token on ``key`` is alive (the start-up barrier of docs/wire-format.md)."""
     sub = session.liveliness().declare_subscriber(key, zenoh.handlers.FifoChannel(16), history=True)
     deadline = time.monotonic() + timeout
     try:

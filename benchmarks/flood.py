@@ -11,8 +11,9 @@ window 1,000, mailboxes of 1,000), except where ``--inbox`` says otherwise.
 
 Columns: sent; handled; overflow (refused by a full inbox: counted, logged,
 dead-lettered); lost (sent and neither handled nor counted: must be 0); the
-publisher's time against the actors' own work (handled x work / keys at once);
-and the node's peak RSS. A row is done when handled + overflow reaches sent, or
+publisher's time, the node's (from the publisher's start to the last message
+handled) and the actors' own work (handled x work / keys at once); the node's
+peak RSS; the load average before the row. A row is done when handled + overflow reaches sent, or
 when nothing moved for 5 s. The exit status is 1 if anything was lost silently,
 or if an edabus publisher met any overflow. Each row runs ``--repeats`` times;
 the table shows the median and (min-max) of the publisher's time, and the worst
@@ -167,14 +168,15 @@ def _span(values: list[float]) -> str:
 def report(results: dict[Row, list[Outcome]]) -> str:
     head = (
         "| flood | sent | handled | overflow | lost | publisher s, median (min-max) "
-        "| actors' work s | peak RSS MiB | load |"
+        "| node s, median | actors' work s | peak RSS MiB | load |"
     )
-    lines = [head, "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = [head, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for row, outcomes in results.items():
         worst = min(outcomes, key=lambda o: o.handled)
         lines.append(
             f"| {row.name} | {row.count:,} | {worst.handled:,} | {max(o.overflow for o in outcomes):,} | "
             f"{max(o.lost for o in outcomes):,} | {_span([o.publisher_s for o in outcomes])} | "
+            f"{statistics.median(o.node_s for o in outcomes):.2f} | "
             f"{row.actors_work_s(worst.handled):.2f} | {max(o.peak_rss_mib for o in outcomes):.0f} | "
             f"{max(o.loadavg for o in outcomes):.2f} |"
         )

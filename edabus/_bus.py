@@ -370,8 +370,9 @@ class Bus:
     async def drain(self, *, timeout: float | None = None) -> bool:
         """Wait until every node has taken in what this bus sent before; False on timeout.
 
-        Zenoh's close() can lose a stream's tail (ZENOH_NOTES.md §10); a barrier
-        query on the data's priority is answered only after that data.
+        Zenoh's close() can lose a stream's tail (a TCP reset during its linger
+        discards unsent data); a barrier query on the data's priority is answered
+        only after that data (docs/wire-format.md, "Start-up and close").
         """
         self._check_open()
         replies = await self.query(f"{PREFIX}/node/*/barrier", timeout=timeout or self.drain_timeout)

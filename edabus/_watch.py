@@ -5,7 +5,7 @@ arrivals before it are judged with the old members. A join is confirmed first
 with a barrier query to the new member: its reply leaves the router after the
 new member's subscriptions were known there, so every arrival behind the reply
 also reached the new member, and every arrival ahead of it is still ours to
-judge (ZENOH_NOTES §10). Either way the group's intake channel is moved into
+judge (a query on the data's priority travels behind that data). Either way the group's intake channel is moved into
 the inbox first (`_ingest`), so no earlier arrival is left behind the change.
 """
 
