@@ -17,6 +17,7 @@ import msgspec
 import zenoh
 
 import edabus
+from edabus._config import make_config
 
 __all__ = ["WORK", "Flood", "app"]
 
@@ -54,14 +55,6 @@ app = edabus.App("flood")
 app.keyed(Worker, key="sink")
 
 
-def _config(router: str) -> zenoh.Config:
-    config = zenoh.Config()
-    config.insert_json5("mode", '"client"')
-    config.insert_json5("connect/endpoints", json.dumps([router]))
-    config.insert_json5("scouting/multicast/enabled", "false")
-    return config
-
-
 async def _publish(router: str, count: int, keys: int) -> float:
     async with edabus.connect(router) as bus:
         await bus.wait_for_group("flood", timeout=20)
@@ -72,7 +65,7 @@ async def _publish(router: str, count: int, keys: int) -> float:
 
 
 def _publish_raw(router: str, count: int, keys: int) -> float:
-    with zenoh.open(_config(router)) as session:
+    with zenoh.open(make_config(connect=router)) as session:  # a client, multicast off
         publishers = {
             k: session.declare_publisher(f"flood/k{k}/msg", congestion_control=zenoh.CongestionControl.BLOCK)
             for k in range(keys)
