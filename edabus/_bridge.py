@@ -99,6 +99,8 @@ class Inbox(Generic[T]):
         self._burst = 0  # rejected since the inbox last had room: logged once per burst
         self.peak = 0
         self.rejected = 0
+        self.pushed = 0  # items ever queued (a position: `Checkpoints` waits for `taken` to pass it)
+        self.taken = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -112,6 +114,7 @@ class Inbox(Generic[T]):
             self._reject(item)
             return
         items.append(item)
+        self.pushed += 1
         depth = len(items)
         self.peak = max(self.peak, depth)
         if self._consumer_waiting:
@@ -128,8 +131,10 @@ class Inbox(Generic[T]):
         room = self._limit - len(items)
         if room >= len(batch):
             items.extend(batch)
+            self.pushed += len(batch)
         else:
             items.extend(batch[: max(room, 0)])
+            self.pushed += max(room, 0)
             for item in batch[max(room, 0) :]:
                 self._reject(item)
         self.peak = max(self.peak, len(items))
@@ -171,6 +176,7 @@ class Inbox(Generic[T]):
             await self._ready.wait()
         pop = items.popleft
         batch = [pop() for _ in range(min(len(items), limit))]
+        self.taken += len(batch)
         if len(items) < self.capacity:
             self._after_take()
         return batch

@@ -11,11 +11,12 @@ messages (and ``window_bytes`` bytes) sent to that group on that node and not
 yet taken in. The node states its window in its catalog. The publisher counts
 what it sends to each (group, node) and, every half window, sends a
 *checkpoint*: a query to ``@edabus/credit/{app}/{group}/{node}``. The query
-travels behind the messages sent before it; the node queues it in the group's
-inbox behind them and answers it when its dispatcher reaches it with the inbox
-below ``inbox_size``. A reply therefore means: everything sent before the
-checkpoint has left the inbox for an actor's mailbox. A publisher whose window
-is spent waits for the next reply.
+travels behind the messages sent before it; the node notes the group inbox's
+position (how many arrivals it has queued, those messages included) and answers
+once its dispatcher has taken that many out, with the inbox below
+``inbox_size``. A reply therefore means: everything sent before the checkpoint
+has left the inbox (into the dispatcher's hands, then an actor's mailbox). A
+publisher whose window is spent waits for the next reply.
 
 - The node keeps nothing per publisher (`Checkpoints`): each checkpoint is
   answered in its turn, and held while the group's inbox is over its size.
@@ -30,6 +31,7 @@ is spent waits for the next reply.
 from __future__ import annotations
 
 import functools
+import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +50,10 @@ __all__ = ["CHECKPOINT_TIMEOUT", "DEFAULT_WINDOW", "DEFAULT_WINDOW_BYTES", "Chec
 log = structlog.get_logger(__name__)
 
 # Measured through a router (row 3 of `python -m benchmarks`, medians of 6 interleaved runs):
-# a window of 1,000 cost 17-23% of the throughput without credit, 2,000 16%, 4,000 7-8%.
-# Past 4,000 the gain is within noise, and the inbox holds more per publisher.
-DEFAULT_WINDOW = 4000
+# with checkpoints answered as the dispatcher takes past them, 1,000 and 4,000 both cost
+# nothing measurable against no credit (answered only when the dispatcher reached them, 1,000
+# cost 17-23%: the pipeline ran dry). So the smaller bound on what one publisher queues.
+DEFAULT_WINDOW = 1000
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 CHECKPOINT_TIMEOUT = 10.0  # a checkpoint held this long (a stuck group) is sent again
 
@@ -172,34 +175,44 @@ class Window:
 
 
 class Checkpoints:
-    """A node's side for one group: answer each checkpoint in its turn, hold it while the inbox is over size."""
+    """A node's side for one group: answer each checkpoint once what came before it has left the inbox.
+
+    No item goes into the inbox for a checkpoint: it waits here with the inbox's
+    position when it came, and `release` (from the dispatcher after each take, and
+    on arrival) answers every checkpoint whose position the dispatcher has taken
+    past, in order, while the inbox is below its size.
+    """
 
     def __init__(self, inbox: Inbox[Any]) -> None:
         self._inbox = inbox
-        self._held: deque[zenoh.Query] = deque()
+        self._waiting: deque[tuple[int, zenoh.Query]] = deque()
+        self._lock = threading.Lock()  # released from Zenoh's thread (on arrival) and the loop
 
-    def reached(self, query: zenoh.Query) -> None:
-        """The dispatcher reached a checkpoint: everything before it has left the inbox."""
-        if self._held or len(self._inbox) >= self._inbox.capacity:
-            self._held.append(query)
-        else:
-            _answer(query)
+    def arrive(self, query: zenoh.Query) -> None:
+        """On Zenoh's thread, once the group's lanes were moved into the inbox: note the position."""
+        self._waiting.append((self._inbox.pushed, query))
+        self.release()
 
     def release(self) -> None:
-        """After a batch: answer what was held, once the inbox is below its size."""
-        held = self._held
-        while held and len(self._inbox) < self._inbox.capacity:
-            _answer(held.popleft())
+        """Answer the checkpoints the dispatcher has taken past, while the inbox is below its size."""
+        waiting = self._waiting
+        inbox = self._inbox
+        if not waiting:
+            return
+        with self._lock:
+            while waiting and waiting[0][0] <= inbox.taken and len(inbox) < inbox.capacity:
+                _answer(waiting.popleft()[1])
 
     @property
-    def held(self) -> int:
-        """Checkpoints waiting for the inbox to shrink."""
-        return len(self._held)
+    def waiting(self) -> int:
+        """Checkpoints not answered yet."""
+        return len(self._waiting)
 
     def drop(self) -> None:
-        """The node stops: finish held checkpoints without a reply (their senders forgive)."""
-        while self._held:
-            self._held.popleft().drop()
+        """The node stops: finish waiting checkpoints without a reply (their senders forgive)."""
+        with self._lock:
+            while self._waiting:
+                self._waiting.popleft()[1].drop()
 
 
 def _answer(query: zenoh.Query) -> None:

@@ -26,7 +26,6 @@ The puller polls while puts come and parks when none do (see `_puller`).
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -46,8 +45,8 @@ __all__ = ["CHANNEL_SIZE", "CONTROL", "GroupIntake", "Lane", "covering_pattern"]
 log = structlog.get_logger(__name__)
 
 CHANNEL_SIZE = 2048  # remote puts a group's channel holds before Zenoh's receive thread waits
-# The "message type" of a control item in a group's inbox (a membership change, a credit
-# checkpoint): its second element is a callable, run when the dispatcher reaches it.
+# The "message type" of a control item in a group's inbox (a membership change): its
+# second element is a callable, run when the dispatcher reaches it.
 CONTROL = object()
 _BATCH = 4096
 _TYPE_CACHE = 100_000
@@ -216,9 +215,9 @@ class GroupIntake:
             self._declared.append(session.declare_queryable(pattern, zenoh.handlers.Callback(on_query, indirect=False)))
         credit_key, checkpoints = credit
 
-        def on_checkpoint(query: zenoh.Query) -> None:  # behind every put sent before it, never refused
+        def on_checkpoint(query: zenoh.Query) -> None:  # behind every put sent before it
             flush()
-            push((CONTROL, functools.partial(checkpoints.reached, query), None), force=True)
+            checkpoints.arrive(query)
 
         self._declared.append(
             session.declare_queryable(credit_key, zenoh.handlers.Callback(on_checkpoint, indirect=False))

@@ -69,7 +69,7 @@ _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
 
 
 # A group inbox holds arrivals (message type, envelope, query) and control items (CONTROL,
-# a callable, None: membership changes, credit checkpoints), in the order Zenoh delivered them.
+# a callable, None: membership changes), in the order Zenoh delivered them.
 Arrival = tuple[Any, Any, zenoh.Query | None]
 
 
@@ -282,9 +282,11 @@ class Node:
         checkpoints = self._checkpoints[sup]
         while batch := await inbox.get_batch():
             self._dispatching.add(sup)
+            if checkpoints.waiting:  # credit for what this batch took out of the inbox
+                checkpoints.release()
             for message_type, envelope, query in batch:
                 if message_type is CONTROL:
-                    envelope()  # a membership change or a checkpoint, in its place among the arrivals
+                    envelope()  # a membership change, in its place among the arrivals
                     continue
                 try:
                     work = take(message_type, envelope, query)
@@ -292,7 +294,7 @@ class Node:
                         await queue(work)  # an activation or a full mailbox: may wait
                 except Exception as exc:  # noqa: BLE001 - no arrival may end the dispatcher (and so the node)
                     _arrival_failed(sup, envelope, query, exc)
-            if checkpoints.held:
+            if checkpoints.waiting:  # held while the inbox was over its size
                 checkpoints.release()
             self._dispatching.discard(sup)
 
