@@ -75,10 +75,15 @@ def _result(name: str, title: str, runs: dict[str, list[Run]]) -> ScenarioResult
 
 
 def measure(name: str, title: str, steps: list[Step], repeats: int) -> ScenarioResult:
-    """Run every step ``repeats`` times, interleaved; the summaries per variant."""
+    """Run every step ``repeats`` times, interleaved; the summaries per variant.
+
+    Each repeat starts one step later than the one before (a rotation), so that no
+    variant always runs in the same place in the order, which could favour one.
+    """
     runs: dict[str, list[Run]] = {}
     for rep in range(1, repeats + 1):
-        for step in steps:
+        shift = (rep - 1) % len(steps)
+        for step in steps[shift:] + steps[:shift]:
             for variant, run in step().items():
                 runs.setdefault(variant, []).append(run)
                 progress(f"[{name}] {rep}/{repeats} {variant}: {describe(run)}")

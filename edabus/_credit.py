@@ -49,11 +49,10 @@ __all__ = ["CHECKPOINT_TIMEOUT", "DEFAULT_WINDOW", "DEFAULT_WINDOW_BYTES", "Chec
 
 log = structlog.get_logger(__name__)
 
-# Measured through a router (row 3 of `python -m benchmarks`, medians of 6 interleaved runs):
-# with checkpoints answered as the dispatcher takes past them, 1,000 and 4,000 both cost
-# nothing measurable against no credit (answered only when the dispatcher reached them, 1,000
-# cost 17-23%: the pipeline ran dry). So the smaller bound on what one publisher queues.
-DEFAULT_WINDOW = 1000
+# Measured through a router with a fast actor (row 3 of `python -m benchmarks`; 9 runs each,
+# the order rotated): against no credit, a window of 1,000 cost 19% of the rate (some runs
+# 30%, some none), 4,000 cost 7%. Larger windows put more of one publisher in the inbox.
+DEFAULT_WINDOW = 4000
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 CHECKPOINT_TIMEOUT = 10.0  # a checkpoint held this long (a stuck group) is sent again
 

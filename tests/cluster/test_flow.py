@@ -75,7 +75,7 @@ def test_a_flood_to_a_slow_actor_loses_nothing_and_slows_the_publisher(processes
     assert stats.dropped == 0
     assert stats.dead_letters == 0
     assert stats.mailbox_peak <= 100
-    assert stats.inbox_peak <= 1_000  # the publisher's window
+    assert stats.inbox_peak <= 4_000  # the publisher's window
     assert stats.overflow == 0
     # Backpressure reached the publisher: it could not run far ahead of the handler.
     assert sent["elapsed"] >= 0.4 * received_in
