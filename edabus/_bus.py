@@ -20,8 +20,9 @@ import structlog
 import zenoh
 
 from ._bridge import Inbox
+from ._credit import wait_for_credit
 from ._envelope import Envelope, envelope_of
-from ._exceptions import BusClosedError, DecodeError, NoRouteError, PublishTimeout, RequestTimeout, Undelivered
+from ._exceptions import BusClosedError, DecodeError, NoRouteError, RequestTimeout, Undelivered
 from ._local import LocalRoutes
 from ._message import Message, decode_message, encode, message_type
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
@@ -126,7 +127,8 @@ class Bus:
         while (full := self._send(msg, cls, key, trace, wait=backpressure)) is not None:
             if deadline is None:
                 deadline = anyio.current_time() + (math.inf if timeout is None else timeout)
-            await self._wait_credit(full, cls, deadline)
+            self._check_open()
+            await wait_for_credit(full, deadline, cls.__name__)
         if self._pressured:
             await self._wait_pressure(backpressure=backpressure)
 
@@ -159,18 +161,6 @@ class Bus:
             for window in windows:
                 window.count(size)
         return None
-
-    async def _wait_credit(self, window: Window, cls: type[Message], deadline: float) -> None:
-        self._check_open()
-        try:
-            with anyio.fail_after(deadline - anyio.current_time()):
-                await window.wait_room()
-        except TimeoutError:
-            msg = (
-                f"{cls.__name__} not sent: no credit from {window.key.removeprefix(PREFIX + '/credit/')} "
-                f"within the timeout ({window.sent - window.acked} sent and not yet taken in)"
-            )
-            raise PublishTimeout(msg) from None
 
     async def publish_raw(
         self, key: str, payload: bytes, *, type_name: str = "", trace: str = "", backpressure: bool = True

@@ -40,12 +40,21 @@ import structlog
 import zenoh
 
 from ._bridge import Waker
+from ._exceptions import PublishTimeout
+from ._wire import PREFIX
 
 if TYPE_CHECKING:
     from ._bridge import Inbox
     from ._bus import Bus
 
-__all__ = ["CHECKPOINT_TIMEOUT", "DEFAULT_WINDOW", "DEFAULT_WINDOW_BYTES", "Checkpoints", "Window"]
+__all__ = [
+    "CHECKPOINT_TIMEOUT",
+    "DEFAULT_WINDOW",
+    "DEFAULT_WINDOW_BYTES",
+    "Checkpoints",
+    "Window",
+    "wait_for_credit",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -171,6 +180,19 @@ class Window:
         if self._room is not None:
             self._room.set()
             self._room = None
+
+
+async def wait_for_credit(window: Window, deadline: float, what: str) -> None:
+    """Wait for room in ``window`` until ``deadline`` (anyio's clock); then `PublishTimeout` naming ``what``."""
+    try:
+        with anyio.fail_after(deadline - anyio.current_time()):
+            await window.wait_room()
+    except TimeoutError:
+        msg = (
+            f"{what} not sent: no credit from {window.key.removeprefix(PREFIX + '/credit/')} "
+            f"within the timeout ({window.sent - window.acked} sent and not yet taken in)"
+        )
+        raise PublishTimeout(msg) from None
 
 
 class Checkpoints:

@@ -125,6 +125,14 @@ class FailureHandling:
         """A message no actor will handle: answer the requester with the error, and dead-letter it."""
         self.reject_arrival(work.envelope, work.query, exc)
 
+    def arrival_failed(self, envelope: Envelope, query: zenoh.Query | None, exc: Exception) -> None:
+        """An arrival raised where nothing should (a bug, or input no check foresaw): tell, dead-letter, go on."""
+        self._log.error("node.arrival_failed", key=envelope.key, error=repr(exc), exc_info=exc)
+        try:
+            self.reject_arrival(envelope, query, exc)
+        except Exception:  # noqa: BLE001 - logged; the dispatcher goes on
+            self._log.exception("node.reject_failed", key=envelope.key)
+
     def reject_arrival(self, envelope: Envelope, query: zenoh.Query | None, exc: BaseException) -> None:
         """`reject`, for an arrival that never became work (it did not decode)."""
         if query is not None:

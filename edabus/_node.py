@@ -36,7 +36,6 @@ from ._store import close_stores, stores_of
 from ._watch import MemberWatch
 from ._wire import (
     PREFIX,
-    ValidateRequest,
     actors_key,
     barrier_key,
     catalog_key,
@@ -65,7 +64,6 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_INBOX_SIZE = 10_000  # per group
 DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages finish
-_validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
 
 
 # A group inbox holds arrivals (message type, envelope, query) and control items (CONTROL,
@@ -79,16 +77,12 @@ class Node:
     Args:
         bus: the bus to host on.
         apps: the apps whose groups this node runs.
-        inbox_size: arrivals each group may have waiting before it holds back its
-            publishers: credit is withheld from edabus publishers, and one on the
-            node's own bus waits in ``publish``.
-        overflow_limit: arrivals a group may hold beyond ``inbox_size`` (from publishers
-            that ignore credit); further ones are refused as `InboxOverflow`:
-            counted, logged once per burst and dead-lettered.
-        window: the credit each edabus publisher gets per group: messages it may have
-            sent and not yet seen taken in before ``publish`` waits. 0: grant none
-            (publishers are never held back; the overflow limit still holds).
-        window_bytes: the same credit, in payload bytes (one message always fits).
+        inbox_size: arrivals each group may have waiting before credit is withheld
+            (and a publisher on the node's own bus waits in ``publish``).
+        overflow_limit: arrivals a group may hold beyond ``inbox_size``; further ones
+            are refused as `InboxOverflow` (counted, logged, dead-lettered).
+        window, window_bytes: the credit each edabus publisher gets per group, in
+            messages and payload bytes (``window=0``: grant none).
         stop_timeout: how long a stopping node waits for the other members to take
             over (a barrier handshake) and for taken-in messages to finish.
         gpus: the GPUs this node offers (default: what cupy finds). Groups of compute
@@ -293,7 +287,7 @@ class Node:
                     if work is not None:
                         await queue(work)  # an activation or a full mailbox: may wait
                 except Exception as exc:  # noqa: BLE001 - no arrival may end the dispatcher (and so the node)
-                    _arrival_failed(sup, envelope, query, exc)
+                    sup.arrival_failed(envelope, query, exc)
             if checkpoints.waiting:  # held while the inbox was over its size
                 checkpoints.release()
             self._dispatching.discard(sup)
@@ -401,15 +395,6 @@ class Node:
         # and this runs once per node stop.
         while not self._idle():  # noqa: ASYNC110
             await anyio.sleep(0.005)
-
-
-def _arrival_failed(sup: Supervisor, envelope: Envelope, query: zenoh.Query | None, exc: Exception) -> None:
-    """An arrival raised where nothing should (a bug, or input no check foresaw): tell, dead-letter, go on."""
-    log.error("node.arrival_failed", app=sup.app, group=sup.name, key=envelope.key, error=repr(exc), exc_info=exc)
-    try:
-        sup.reject_arrival(envelope, query, exc)
-    except Exception:  # logged; the dispatcher goes on
-        log.exception("node.reject_failed", app=sup.app, group=sup.name, key=envelope.key)
 
 
 def _labels(tokens: Sequence[str]) -> Iterator[tuple[str, int]]:

@@ -297,7 +297,9 @@ async def test_overlapping_activations_in_a_rebalance_the_stale_writer_is_refuse
                 await anyio_eventually(lambda: set(node_a.memberships[sup_a].members) == {"a", "b"})
                 await client.publish(Put(account=key, amount=10))  # now b's: b activates the key too
                 sup_b = node_b.supervisor("Vault")
-                await anyio_eventually(lambda: sup_b.statistics().received >= 1)
+                assert sup_b.durability is not None
+                # b has saved the key's new state (not only received the deposit): a's save comes after.
+                await anyio_eventually(lambda: sup_b.durability.saves >= 1)
                 release.set()  # a's handler ends; its save must be refused
                 await client.wait_delivered(timeout=10)
                 assert await peek(client, key) == Holdings(balance=11, puts=1)

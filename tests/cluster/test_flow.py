@@ -168,7 +168,7 @@ def test_a_flood_from_an_edabus_publisher_to_1_ms_actors_is_all_handled_at_their
     assert stats.handled == n
     assert (stats.overflow, stats.dropped, stats.dead_letters) == (0, 0, 0)
     # It could run at most a window (1,000 here) and ten mailboxes (100 each) ahead of the actors.
-    assert sent["elapsed"] >= 0.7 * node_time
+    assert sent["elapsed"] >= 0.5 * node_time  # without credit: under 0.1 (it would finish at once)
     assert stats.inbox_peak <= 1_000 + 10
 
 
@@ -249,7 +249,8 @@ def test_a_publisher_held_by_credit_goes_on_when_a_node_is_killed_or_joins(
     n = 60_000
 
     async def run() -> tuple[dict[str, float], dict[str, int]]:
-        args = ["--kind", "tick", "--sink", "k", "--keys", "50", "--count", str(n)]
+        # Ten keys of 1 ms actors (about 9,000/s at most): the flood lasts several seconds.
+        args = ["--kind", "tick", "--sink", "k", "--keys", "10", "--count", str(n)]
         pub = processes.start(["tests/scripts/flood.py", "--connect", router, *args])
         async with edabus.connect(router) as bus:
 
@@ -272,4 +273,4 @@ def test_a_publisher_held_by_credit_goes_on_when_a_node_is_killed_or_joins(
 
     sent, final = anyio.run(run)
     print(f"\ncredit across a kill and a join: publisher {sent['elapsed']:.2f} s; handled {final}")  # noqa: T201
-    assert final.get("c", 0) > 0  # the joiner took its share of the keys, and got credit for them
+    assert final.get("c", 0) > 0  # the joiner took its share (6 of the 10 keys), and got credit for them
