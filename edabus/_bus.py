@@ -119,9 +119,9 @@ class Bus:
         group would wait for itself); its messages still count against the window.
         """
         cls = type(msg)
-        if cls.__edabus_reliable__ and key is None:
+        if cls.__edabus_reliable__:  # kept and resent until acknowledged; held back by max_unacked
             self._check_open()
-            await self.outbox.send(msg.key(), encode(msg), cls.__edabus_type__, trace)
+            await self.outbox.send(msg.key() if key is None else key, encode(msg), cls.__edabus_type__, trace)
             return
         deadline: float | None = None
         while (full := self._send(msg, cls, key, trace, wait=backpressure)) is not None:

@@ -15,7 +15,6 @@ from ._bus import Bus
 from ._config import make_config
 from ._exceptions import BusClosedError
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED
-from ._wire import PREFIX
 
 __all__ = ["connect"]
 
@@ -51,6 +50,7 @@ async def connect(
         routing: send each message straight to the node that owns it, where a group has
             several (its plain key is used otherwise); False: always the plain key, for
             outside subscribers that must see every message there (docs/cluster.md).
+            Either way, publishing is held back by the nodes' credit.
 
     """
     try:
@@ -70,11 +70,10 @@ async def connect(
             bus.tg = tg
             # Learn the live groups before the first publish: a group's token is declared after
             # its subscribers, and the reply comes after their declarations on the same link.
-            if routing:
-                await bus.router.start()
-                tg.start_soon(bus.router.run)
-            else:
-                await bus.live_tokens(f"{PREFIX}/member/**")
+            # Without routing the groups are followed all the same: credit needs them.
+            bus.router.routing = routing
+            await bus.router.start()
+            tg.start_soon(bus.router.run)
             log.debug("bus.opened", node=bus.node_id, mode=mode)
             try:
                 yield bus

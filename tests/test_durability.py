@@ -308,3 +308,14 @@ async def test_overlapping_activations_in_a_rebalance_the_stale_writer_is_refuse
     refused = [e for e in logs if e["event"] == "actor.state_not_saved"]
     assert [e["group"] for e in refused] == ["Vault"]
     assert "StaleStateError" in refused[0]["error"]
+
+
+async def test_a_reliable_message_on_an_explicit_key_is_kept_until_acknowledged(
+    bus: edabus.Bus, sqlite: edabus.SQLiteStore
+) -> None:
+    """``publish(msg, key=...)`` of a reliable type goes through the outbox too: kept, then applied once."""
+    await bus.publish(Put(account="explicit", amount=7), key="vault/explicit/put")
+    assert bus.outbox.unacked == 1  # no node yet: kept
+    async with edabus.Node(bus, [vault_app(sqlite)]):
+        await bus.wait_delivered(timeout=10)
+        assert await peek(bus, "explicit") == Holdings(balance=7, puts=1)
