@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._actor import call_hook
-from ._exceptions import ActorEscalated, ActorStopped
+from ._exceptions import ActorEscalated, ActorStopped, InboxOverflow
 from ._letters import publish_dead_letter, publish_escalation
 from ._policy import RestartPolicy, RestartWindow
 from ._replies import reply_error
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import zenoh
 
     from ._actor import Actor
+    from ._bridge import Inbox
     from ._bus import Bus, Envelope
     from ._cell import Cell, Counters, Work
 
@@ -124,6 +125,15 @@ class FailureHandling:
     def reject(self, work: Work, exc: BaseException) -> None:
         """A message no actor will handle: answer the requester with the error, and dead-letter it."""
         self.reject_arrival(work.envelope, work.query, exc)
+
+    async def dead_letter_overflow(self, inbox: Inbox[Any]) -> None:
+        """Dead-letter, as they come, the arrivals the group's inbox refused past its limit (it counts them)."""
+        limit = inbox.capacity + inbox.overflow_limit
+        node = self._bus.node_id if self._bus is not None else ""
+        while rejected := await inbox.get_rejected():
+            error = InboxOverflow(f"{self.app}/{self.name} on {node} already holds {limit:,} arrivals")
+            for _, envelope, query in rejected:
+                self.reject_arrival(envelope, query, error)
 
     def arrival_failed(self, envelope: Envelope, query: zenoh.Query | None, exc: Exception) -> None:
         """An arrival raised where nothing should (a bug, or input no check foresaw): tell, dead-letter, go on."""

@@ -1,9 +1,10 @@
 """`Node`: hosts apps on a bus, and routes what arrives to their supervisors.
 
-Every subscriber and queryable of a node pushes into one `Inbox`, from Zenoh's
-own thread, so arrivals keep their wire order across message types (a deposit
-published before a balance request is handled before it). One dispatcher task
-drains the inbox in batches and hands each arrival to its group.
+Each group's subscribers and queryables push into the group's `Inbox` (`_ingest`),
+so its arrivals keep their wire order across message types (a deposit published
+before a balance request is handled before it), and Zenoh never waits for them
+(flow control is credit: `_credit`). One dispatcher task per group drains its
+inbox in batches and hands each arrival to the group.
 
 Start-up order is a contract: subscribers and queryables first, liveliness
 tokens last, so a live token means the group can receive.
@@ -25,7 +26,7 @@ from ._bridge import DEFAULT_OVERFLOW_LIMIT, Inbox
 from ._control import answer_control
 from ._credit import DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES, Checkpoints
 from ._envelope import Envelope
-from ._exceptions import ActorStopped, EdabusError, InboxOverflow
+from ._exceptions import ActorStopped, EdabusError
 from ._gpus import local_gpus
 from ._ingest import CONTROL, GroupIntake
 from ._membership import Membership
@@ -192,7 +193,7 @@ class Node:
                 )
                 self._checkpoints[sup] = Checkpoints(inbox)
                 tg.start_soon(self._dispatch, sup, inbox)
-                tg.start_soon(self._dead_letter_rejected, sup, inbox)
+                tg.start_soon(sup.dead_letter_overflow, inbox)
             self._watch_members()
             self._declare_routes()
             tg.start_soon(self._serve_control, self._control)
@@ -291,14 +292,6 @@ class Node:
             if checkpoints.waiting:  # held while the inbox was over its size
                 checkpoints.release()
             self._dispatching.discard(sup)
-
-    async def _dead_letter_rejected(self, sup: Supervisor, inbox: Inbox[Arrival]) -> None:
-        """Arrivals past a group's overflow limit (counted by the inbox): dead-letter them."""
-        limit = inbox.capacity + inbox.overflow_limit
-        while rejected := await inbox.get_rejected():
-            error = InboxOverflow(f"{sup.app}/{sup.name} on {self.node_id} already holds {limit:,} arrivals")
-            for _, envelope, query in rejected:
-                sup.reject_arrival(envelope, query, error)
 
     def _watch_members(self) -> None:
         """Follow each group's member tokens; each change takes effect in the group's inbox order."""
