@@ -270,8 +270,10 @@ async def test_a_killed_node_s_accounts_move_to_the_survivors_losing_only_the_de
     assert [i for i in lost + doubled if f"acct{i % 300}" not in moved] == []
     assert detected < 1.0
     assert len(lost) <= bound
-    # Once every survivor has seen the death, each entry is applied exactly once.
-    after = [i for i in range(n) if sent_at[i] > killed_at + detected]
+    # Once every survivor, and the publisher (its routing view follows the same tokens, a
+    # moment apart: the 50 ms the bound above allows), has seen the death, each entry is
+    # applied exactly once. (CI saw entries sent 0.6 ms after the survivors' detection lost.)
+    after = [i for i in range(n) if sent_at[i] > killed_at + detected + 0.05]
     assert after
     assert [i for i in after if seen.count(i) != 1] == []
 
