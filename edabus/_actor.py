@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from ._exceptions import DefinitionError, NotAttachedError
-from ._message import Message, encode
+from ._message import Message
 
 if TYPE_CHECKING:
     from ._bus import Bus
@@ -119,15 +119,13 @@ class Actor:
         return ctx
 
     async def publish(self, msg: Message, *, key: str | None = None) -> None:
-        """Publish a message from inside a handler."""
-        bus = self.context.bus
-        # Without backpressure: waiting on a full group could be waiting on ourselves.
-        if type(msg).__edabus_reliable__:  # sent once, as a plain message: a handler does not wait for acks
-            await bus.publish_raw(
-                key or msg.key(), encode(msg), type_name=type(msg).__edabus_type__, backpressure=False
-            )
-        else:
-            await bus.publish(msg, key=key, backpressure=False)
+        """Publish a message from inside a handler, as `Bus.publish` does, without waiting.
+
+        A ``reliable=True`` type is delivered at least once from here too: the bus keeps
+        it until its owner acknowledges it. The handler never waits for credit or for
+        acknowledgements: an actor waiting on its own group would wait for itself.
+        """
+        await self.context.bus.publish(msg, key=key, backpressure=False)
 
     async def request(self, msg: Message, *, timeout: float = 5.0, reply_type: type[Any] | None = None) -> Any:
         """Send a request from inside a handler and return the reply."""

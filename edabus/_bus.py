@@ -24,7 +24,7 @@ from ._credit import wait_for_credit
 from ._envelope import Envelope, envelope_of
 from ._exceptions import BusClosedError, DecodeError, NoRouteError, RequestTimeout, Undelivered
 from ._local import LocalRoutes
-from ._message import Message, decode_message, encode, message_type
+from ._message import Message, decode_message, encode, key_for, message_type
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
 from ._replies import Replies, is_decisive, settle
 from ._router import Router
@@ -105,6 +105,9 @@ class Bus:
     ) -> None:
         """Publish a message on its key (or on ``key``).
 
+        An explicit ``key`` must be concrete (no wildcard, no blank chunk) and fit the
+        type's template with the message's own key fields; else `KeyValueError`.
+
         At most once by default (fire and forget). A ``reliable=True`` message type is
         delivered at least once: the bus keeps it until its owner acknowledges it and
         resends it after a failover or timeout (waiting here while ``max_unacked``
@@ -116,12 +119,17 @@ class Bus:
         ``timeout`` seconds, then `PublishTimeout`: the message was not sent). A
         message published on an explicit ``key`` is not held back.
         ``backpressure=False`` never waits (actors publish so: one waiting on its own
-        group would wait for itself); its messages still count against the window.
+        group would wait for itself); its messages still count against the window, and
+        a reliable one is still kept until acknowledged (past ``max_unacked`` if need be).
         """
         cls = type(msg)
+        if key is not None:
+            key = key_for(msg, key)
         if cls.__edabus_reliable__:  # kept and resent until acknowledged; held back by max_unacked
             self._check_open()
-            await self.outbox.send(msg.key() if key is None else key, encode(msg), cls.__edabus_type__, trace)
+            await self.outbox.send(
+                msg.key() if key is None else key, encode(msg), cls.__edabus_type__, trace, wait=backpressure
+            )
             return
         deadline: float | None = None
         while (full := self._send(msg, cls, key, trace, wait=backpressure)) is not None:
@@ -249,9 +257,10 @@ class Bus:
             RequestTimeout: no reply within ``timeout`` seconds.
             NoRouteError: no live group handles this key.
             DecodeError: the reply does not decode as its type.
+            KeyValueError: ``key`` is not concrete, or does not fit the message.
 
         """
-        key = key if key is not None else msg.key()
+        key = key_for(msg, key)
         payload, meta = await self.request_raw(
             key, encode(msg), type_name=type(msg).__edabus_type__, timeout=timeout, trace=trace
         )

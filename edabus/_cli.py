@@ -24,7 +24,8 @@ from ._app import App
 from ._bus import Bus, Envelope
 from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
 from ._connect import connect
-from ._exceptions import DecodeError, EdabusError, RemoteError
+from ._exceptions import DecodeError, EdabusError, KeyValueError, RemoteError
+from ._keys import check_concrete_key
 from ._logging import configure_logging
 from ._node import Node
 from ._status import gather_status, render_json, render_table
@@ -171,38 +172,47 @@ def _gpus(text: str | None) -> list[int] | None:
 # -- publish / request --------------------------------------------------------------------------
 
 
-async def _catalog(bus: Bus, timeout: float) -> list[CatalogEntry]:
-    entries: list[CatalogEntry] = []
+async def _catalog(bus: Bus, timeout: float) -> list[tuple[str, CatalogEntry]]:
+    """(node, entry) for every message type each live node handles."""
+    entries: list[tuple[str, CatalogEntry]] = []
     for reply in await bus.query(f"{PREFIX}/node/*/catalog", timeout=timeout):
         if reply.ok is not None:
             try:
-                entries.extend(decode_untrusted(_catalog_decoder, reply.ok.payload.to_bytes(), "catalog").entries)
+                catalog = decode_untrusted(_catalog_decoder, reply.ok.payload.to_bytes(), "catalog")
             except DecodeError:
                 continue
+            entries.extend((catalog.node, entry) for entry in catalog.entries)
     return entries
+
+
+def _fits(entry: CatalogEntry, key: str) -> bool:
+    """Whether a concrete key is one of the entry's (a hostile catalog's pattern fits nothing)."""
+    try:
+        return zenoh.KeyExpr(entry.pattern).includes(zenoh.KeyExpr(key))
+    except (zenoh.ZError, TypeError):
+        return False
 
 
 async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes, str, bool]:
     """The payload for ``text`` on ``key``: (payload, type name, whether a live group serves it)."""
     try:
-        zenoh.KeyExpr(key)
-    except zenoh.ZError as exc:
-        raise UsageError(f"invalid key {key!r}: {exc}") from exc
+        check_concrete_key(key)
+    except KeyValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         fields = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"invalid JSON: {exc}") from exc
     if not isinstance(fields, dict):
         raise UsageError("the message must be a JSON object of its fields")
-    entries = [e for e in await _catalog(bus, timeout) if zenoh.KeyExpr(e.pattern).intersects(zenoh.KeyExpr(key))]
-    if not entries:
+    hosts = [(node, entry) for node, entry in await _catalog(bus, timeout) if _fits(entry, key)]
+    if not hosts:
         return msgspec.msgpack.encode(fields), "", False
-    # A node that hosts the type validates the fields (and the ones the key carries) with the real type.
-    entry = entries[0]
-    nodes = await bus.live_tokens(f"{PREFIX}/member/{entry.app}/{entry.group}/*", timeout=timeout)
-    node = nodes[0].rsplit("/", 1)[-1] if nodes else "*"
-    request = msgspec.msgpack.encode(ValidateRequest(type=entry.type, fields=fields, key=key))
-    for reply in await bus.query(validate_key(node), timeout=timeout, payload=request):
+    # A node that hosts the type validates the fields (and the ones the key carries) with the
+    # real type: the node that listed it, for the app and group that listed it.
+    node, entry = hosts[0]
+    request = ValidateRequest(type=entry.type, fields=fields, key=key, app=entry.app, group=entry.group)
+    for reply in await bus.query(validate_key(node), timeout=timeout, payload=msgspec.msgpack.encode(request)):
         if reply.ok is not None:
             return reply.ok.payload.to_bytes(), entry.type, True
         if reply.err is not None:

@@ -80,13 +80,28 @@ def catalog(node_id: str, supervisors: Iterable[Supervisor], *, window: tuple[in
 
 
 def validate(query: zenoh.Query, supervisors: Iterable[Supervisor]) -> None:
-    """Check fields against a message type the node handles; reply its canonical payload (or the error)."""
+    """Check fields against a message type the node handles; reply its canonical payload (or the error).
+
+    Fields the type does not have are refused (a misspelt optional field would
+    otherwise take its default unseen).
+    """
     try:
         request = _validate_decoder.decode(query.payload.to_bytes() if query.payload else b"")
-        types = {t.__edabus_type__: t for sup in supervisors for t in sup.handlers}
+        types = {
+            t.__edabus_type__: t
+            for sup in supervisors
+            if request.app in ("", sup.app) and request.group in ("", sup.name)
+            for t in sup.handlers
+        }
         message_type = types.get(request.type)
         if message_type is None:
             query.reply_err(encode(ErrorReply("LookupError", f"no message type named {request.type!r} here")))
+            return
+        unknown = sorted(set(request.fields) - set(message_type.__struct_fields__))
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            known = ", ".join(message_type.__struct_fields__)
+            query.reply_err(encode(ErrorReply("ValueError", f"no field {names} (the fields are: {known})")))
             return
         msg = decode_message(message_type, encode(request.fields), request.key or None)
     except Exception as exc:  # noqa: BLE001 - a hostile request gets its error, never ends the node

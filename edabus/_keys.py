@@ -15,7 +15,7 @@ import zenoh
 
 from ._exceptions import KeyTemplateError, KeyValueError
 
-__all__ = ["KeyTemplate", "check_key_value"]
+__all__ = ["KeyTemplate", "check_concrete_key", "check_key_value"]
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FORBIDDEN_IN_VALUE = frozenset("/*$?#")
@@ -25,13 +25,43 @@ _KEY_CACHE = 10_000  # formatted keys a template remembers per field value
 def check_key_value(field: str, value: object) -> str:
     """Return ``value`` as a key chunk, or raise `KeyValueError` if it cannot be one."""
     text = str(value)
-    if not text or text.startswith("@") or not _FORBIDDEN_IN_VALUE.isdisjoint(text):
+    if not text.strip() or text.startswith("@") or not _FORBIDDEN_IN_VALUE.isdisjoint(text):
         msg = (
-            f"field {field!r} = {text!r} cannot stand in a key: it must be non-empty, "
+            f"field {field!r} = {text!r} cannot stand in a key: it must be non-blank, "
             "not start with '@', and hold none of '/', '*', '$', '?', '#'"
         )
         raise KeyValueError(msg)
     return text
+
+
+def check_concrete_key(key: str) -> str:
+    """Return ``key`` if one message can be published on it, or raise `KeyValueError` saying why.
+
+    A concrete key is a valid Zenoh key expression with no wildcard (``*``, ``**``,
+    ``$*``), no blank chunk, and not in the ``@`` namespace (Zenoh's and edabus's own).
+    """
+    if not isinstance(key, str) or not key:
+        msg = f"a key must be a non-empty str, got {key!r}"
+        raise KeyValueError(msg)
+    for chunk in key.split("/"):
+        if not chunk.strip():
+            msg = f"key {key!r} has an empty or blank chunk; each chunk between slashes needs text"
+            raise KeyValueError(msg)
+        if "*" in chunk or "$" in chunk:
+            msg = f"key {key!r} holds a wildcard ({chunk!r}); a message goes to one concrete key"
+            raise KeyValueError(msg)
+        if "?" in chunk or "#" in chunk:
+            msg = f"key {key!r}: chunk {chunk!r} holds '?' or '#', which Zenoh keys cannot carry"
+            raise KeyValueError(msg)
+    if key.startswith("@"):
+        msg = f"key {key!r} is in the '@' namespace, which belongs to Zenoh and edabus"
+        raise KeyValueError(msg)
+    try:
+        zenoh.KeyExpr(key)
+    except zenoh.ZError:
+        msg = f"key {key!r} is not a valid Zenoh key expression (no leading, trailing or double '/')"
+        raise KeyValueError(msg) from None
+    return key
 
 
 class KeyTemplate:
@@ -167,6 +197,20 @@ class KeyTemplate:
             if index not in self._positions and chunks[index] != chunk:
                 return None
         return {name: chunks[i] for name, i in zip(self.fields, self._positions, strict=True)}
+
+    def check_key(self, key: str, values: object) -> str:
+        """Return ``key`` if it fits this template and carries ``values``'s key fields; else `KeyValueError`."""
+        check_concrete_key(key)
+        found = self.parse(key)
+        if found is None:
+            msg = f"key {key!r} does not fit the template {self.template!r}"
+            raise KeyValueError(msg)
+        for name, chunk in found.items():
+            value = str(getattr(values, name))
+            if value != chunk:
+                msg = f"key {key!r} says {name}={chunk!r}, but the message says {name}={value!r}"
+                raise KeyValueError(msg)
+        return key
 
     def matches(self, key: str) -> bool:
         """Whether a concrete key fits this template."""

@@ -19,7 +19,7 @@ import msgspec
 
 from ._array import dec_hook, enc_hook, ext_hook
 from ._exceptions import DecodeError, DefinitionError, KeyTemplateError, PayloadTooLarge
-from ._keys import KeyTemplate
+from ._keys import KeyTemplate, check_concrete_key
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -27,6 +27,7 @@ __all__ = [
     "decode_message",
     "encode",
     "find_types_for_key",
+    "key_for",
     "message_type",
     "too_large",
 ]
@@ -140,6 +141,14 @@ class Message(msgspec.Struct, metaclass=_MessageMeta):
     def from_bytes(cls, payload: bytes, key: str | None = None) -> Self:
         """Decode a payload (and the fields in its key) into this type."""
         return decode_message(cls, payload, key)
+
+
+def key_for(msg: Message, key: str | None) -> str:
+    """The key ``msg`` goes to: its own, or ``key`` once checked against its template and fields."""
+    if key is None:
+        return msg.key()
+    template = type(msg).__edabus_key__
+    return check_concrete_key(key) if template is None else template.check_key(key, msg)
 
 
 def message_type(name: str) -> type[Message] | None:

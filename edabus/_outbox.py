@@ -114,9 +114,13 @@ class Outbox:
         self._retry_added = anyio.Event()
         tg.start_soon(self._resend_when_due)
 
-    async def send(self, key: str, payload: bytes, type_name: str, trace: str) -> None:
-        """Keep the message and send it; waits while ``max_unacked`` messages are unacknowledged."""
-        while self.unacked >= self.max_unacked:
+    async def send(self, key: str, payload: bytes, type_name: str, trace: str, *, wait: bool = True) -> None:
+        """Keep the message and send it; waits while ``max_unacked`` messages are unacknowledged.
+
+        ``wait=False`` (a handler's publish) keeps it at once, even past ``max_unacked``:
+        a handler waiting for acknowledgements could be waiting on its own group.
+        """
+        while wait and self.unacked >= self.max_unacked:
             if self._room is None:
                 self._room = anyio.Event()
             await self._room.wait()

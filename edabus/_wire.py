@@ -149,11 +149,17 @@ class CatalogEntry(msgspec.Struct):
 
 
 class ValidateRequest(msgspec.Struct):
-    """Ask a node to check fields against one of its message types (used by the CLI)."""
+    """Ask a node to check fields against one of its message types (used by the CLI).
+
+    ``app`` and ``group`` (optional) say whose type is meant, where a node hosts
+    several apps that name a type alike.
+    """
 
     type: str
     fields: dict[str, object]
     key: str = ""
+    app: str = ""
+    group: str = ""
 
 
 class NodeCatalog(msgspec.Struct):

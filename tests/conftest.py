@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +91,13 @@ class Processes:
     def __init__(self) -> None:
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        """Start ``python ARGS`` in the repository root; stdout and stderr piped unless given."""
+    def start(
+        self, args: Sequence[str], *, env: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.Popen[bytes]:
+        """Start ``python ARGS`` in the repository root, ``env`` added to ours; stdout, stderr piped unless given."""
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), **(env or {})}
         proc: subprocess.Popen[bytes] = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             [sys.executable, *args], cwd=ROOT, env=env, **kwargs
         )
@@ -106,9 +108,11 @@ class Processes:
         """Start the ``edabus`` command line (as ``python -m edabus``)."""
         return self.start(["-m", "edabus", *args], **kwargs)
 
-    def run(self, args: Sequence[str], *, timeout: float = 30.0) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self, args: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run a process to completion (killed at the timeout)."""
-        proc = self.start(args)
+        proc = self.start(args, env=env)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

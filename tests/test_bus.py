@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import anyio
@@ -33,6 +34,48 @@ async def test_publish_reaches_a_subscription(bus: edabus.Bus) -> None:
     assert got[0].meta.type == "Ping"
     assert got[0].meta.sender == bus.node_id
     assert got[1].meta.id == got[0].meta.id + 1
+
+
+class Note(edabus.Message):  # no key template: always published on an explicit key
+    text: str
+
+
+@pytest.mark.parametrize(
+    ("msg", "key", "problem"),
+    [
+        (Ping(n=1), "test/bus/2/ping", "says n='2', but the message says n='1'"),
+        (Ping(n=1), "test/bus/1/pong", "does not fit the template"),
+        (Ping(n=1), "test/bus/*/ping", "wildcard"),
+        (Note(text="x"), "notes/**", "wildcard"),
+        (Note(text="x"), "notes/$*", "wildcard"),
+        (Note(text="x"), "notes/ /x", "blank chunk"),
+        (Note(text="x"), "notes//x", "blank chunk"),
+        (Note(text="x"), "@edabus/x", "'@' namespace"),
+    ],
+)
+async def test_an_explicit_key_is_checked_before_anything_is_sent(
+    bus: edabus.Bus, msg: edabus.Message, key: str, problem: str
+) -> None:
+    """``key=`` must be concrete and agree with the message's key fields; both publish and request say so."""
+    async with bus.subscribe("**") as sub:
+        with pytest.raises(edabus.KeyValueError, match=re.escape(problem)):
+            await bus.publish(msg, key=key)
+        with pytest.raises(edabus.KeyValueError, match=re.escape(problem)):
+            await bus.request(msg, key=key, timeout=1)
+        await bus.publish(Note(text="after"), key="notes/after")  # a marker: nothing came before it
+        with anyio.fail_after(5):
+            first = await sub.__anext__()
+    assert first.key == "notes/after"
+
+
+def test_a_blank_key_field_is_refused() -> None:
+    """A field that is only whitespace cannot name an actor (it used to spawn one called ' ')."""
+    with pytest.raises(edabus.KeyValueError, match="non-blank"):
+        Blank(name=" ").key()
+
+
+class Blank(edabus.Message, key="test/bus/{name}/blank"):
+    name: str
 
 
 async def test_request_with_no_live_group_fails_fast(bus: edabus.Bus) -> None:

@@ -136,6 +136,60 @@ def wait_for_signal_handler(proc: subprocess.Popen[bytes], signum: int) -> None:
 # -- publish and request ------------------------------------------------------------------------
 
 
+APPS = ("bank", "pipeline", "vault")  # bank and vault both name a type Deposit
+
+
+@pytest.fixture
+def three_apps(processes: Processes, router: str, tmp_path: Path) -> Iterator[str]:
+    """A bank, a pipeline and a vault node on one router, each up; yields the router's endpoint."""
+    env = {"EDABUS_VAULT_DB": str(tmp_path / "vault.db")}
+    nodes = [
+        NodeProcess(processes, router, tmp_path / f"{app}.log", target=f"examples.{app}:app", env=env) for app in APPS
+    ]
+    for app, node in zip(APPS, nodes, strict=True):
+        node.wait_until_up(app)
+    yield router
+    for node in nodes:
+        processes.stop(node.proc)
+
+
+def test_publish_and_request_reach_each_app_when_three_share_a_router(processes: Processes, three_apps: str) -> None:
+    """Each command finds the node of the app whose key it names, every time (it used to guess half the time)."""
+    endpoint = ("--connect", three_apps)
+    for _ in range(3):
+        for key in ("bank/account/a1/deposit", "vault/y1/deposit"):
+            result = edabus_cli(processes, "publish", key, '{"amount": 5}', *endpoint)
+            assert result.returncode == 0, (key, result.stderr)
+    assert cli_request(processes, three_apps, "bank/account/a1/balance") == {"account": "a1", "amount": 15}
+    assert cli_request(processes, three_apps, "vault/y1/holdings") == {"balance": 15, "deposits": 3}
+    reply = cli_request(processes, three_apps, "pipeline/jobs/1", '{"text": "three apps, one bus"}')
+    assert isinstance(reply, dict)
+    assert (reply["job_id"], reply["words"]) == (1, 4)
+
+
+def test_publish_refuses_a_field_the_type_does_not_have(processes: Processes, three_apps: str) -> None:
+    """A misspelt field is refused (exit 2, naming it and the real ones) rather than taking a default unseen."""
+    result = edabus_cli(processes, "publish", "bank/account/a1/deposit", '{"amout": 5}', "--connect", three_apps)
+    assert result.returncode == 2
+    assert "'amout'" in result.stderr
+    assert "account, amount" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["bank/account/*/deposit", "bank/account/**", "bank/account/$*/deposit", "bank/account/ /deposit", "bank//x"],
+)
+@pytest.mark.parametrize("command", ["publish", "request"])
+def test_publish_and_request_refuse_a_key_that_is_not_concrete(
+    processes: Processes, router: str, command: str, key: str
+) -> None:
+    """Wildcards and blank chunks are refused before anything is sent: exit 2, a message that names the key."""
+    result = edabus_cli(processes, command, key, '{"amount": 5}', "--connect", router)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: key {key!r}"), result.stderr
+    assert ".rs" not in result.stderr  # no Rust source paths
+
+
 def test_publish_applies_a_message_given_as_json(processes: Processes, bank: NodeProcess) -> None:
     """`publish` of valid JSON exits 0, and the deposit shows in the balance `request` prints."""
     result = edabus_cli(processes, "publish", "bank/account/x/deposit", '{"amount": 5}', "--connect", bank.endpoint)

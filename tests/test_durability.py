@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 import edabus
 from edabus._membership import rendezvous_owner
 from edabus._wire import Meta, encode_meta
+from tests.conftest import eventually
 
 
 class Put(edabus.Message, key="vault/{account}/put", reliable=True):
@@ -97,16 +98,10 @@ async def test_state_survives_passivation_and_a_node_restart(bus: edabus.Bus, sq
             await bus.publish(Put(account=f"a{i % 3}", amount=i))
         await bus.wait_delivered(timeout=10)
         sup = node.supervisor("Vault")
-        await anyio_eventually(lambda: sup.statistics().passivated >= 3)
+        await eventually(lambda: sup.statistics().passivated >= 3)
         assert [(await peek(bus, f"a{k}")).balance for k in range(3)] == [135, 145, 155]
     async with edabus.Node(bus, [vault_app(sqlite)]):
         assert (await peek(bus, "a1")) == Holdings(balance=145, puts=10)
-
-
-async def anyio_eventually(predicate: object, timeout: float = 5.0) -> None:
-    from tests.conftest import eventually  # noqa: PLC0415
-
-    await eventually(predicate, timeout=timeout)  # type: ignore[arg-type]
 
 
 def raw_put(session: zenoh.Session, account: str, *, sender: str, seq: int, base: int) -> str:
@@ -204,7 +199,7 @@ async def test_a_handler_error_is_final_and_not_resent(bus: edabus.Bus) -> None:
     async with edabus.Node(bus, [vault_app(edabus.MemoryStore())]) as node:
         await bus.publish(Put(account="f", amount=1, fail=True))
         await bus.publish(Put(account="f", amount=2))
-        await anyio_eventually(lambda: bus.outbox.unacked == 0)
+        await eventually(lambda: bus.outbox.unacked == 0)
         stats = node.supervisor("Vault").statistics()
     assert (bus.outbox.acked, bus.outbox.failed, bus.outbox.resent) == (1, 1, 0)
     assert (stats.received, stats.failed, stats.dead_letters) == (2, 1, 1)
@@ -292,14 +287,14 @@ async def test_overlapping_activations_in_a_rebalance_the_stale_writer_is_refuse
             await client.wait_for_group("vault", "Vault")
             await client.publish(Held(account=key, amount=1))  # a takes it and waits inside the handler
             sup_a = node_a.supervisor("Vault")
-            await anyio_eventually(lambda: sup_a.live_keys() == [key])
+            await eventually(lambda: sup_a.live_keys() == [key])
             async with edabus.connect(router, node_id="b") as bus_b, edabus.Node(bus_b, [app()]) as node_b:
-                await anyio_eventually(lambda: set(node_a.memberships[sup_a].members) == {"a", "b"})
+                await eventually(lambda: set(node_a.memberships[sup_a].members) == {"a", "b"})
                 await client.publish(Put(account=key, amount=10))  # now b's: b activates the key too
-                sup_b = node_b.supervisor("Vault")
-                assert sup_b.durability is not None
+                durability_b = node_b.supervisor("Vault").durability
+                assert durability_b is not None
                 # b has saved the key's new state (not only received the deposit): a's save comes after.
-                await anyio_eventually(lambda: sup_b.durability.saves >= 1)
+                await eventually(lambda: durability_b.saves >= 1)
                 release.set()  # a's handler ends; its save must be refused
                 await client.wait_delivered(timeout=10)
                 assert await peek(client, key) == Holdings(balance=11, puts=1)
@@ -319,3 +314,33 @@ async def test_a_reliable_message_on_an_explicit_key_is_kept_until_acknowledged(
     async with edabus.Node(bus, [vault_app(sqlite)]):
         await bus.wait_delivered(timeout=10)
         assert await peek(bus, "explicit") == Holdings(balance=7, puts=1)
+
+
+class Forward(edabus.Message, key="relay/{account}/forward"):
+    account: str
+    amount: int
+
+
+class Relay(edabus.Actor):
+    def __init__(self, account: str) -> None:
+        self.account = account
+
+    @edabus.handler
+    async def forward(self, msg: Forward) -> None:
+        await self.publish(Put(account=msg.account, amount=msg.amount))
+
+
+async def test_a_reliable_message_published_by_a_handler_is_kept_until_acknowledged(
+    router: str, sqlite: edabus.SQLiteStore
+) -> None:
+    """An actor's ``self.publish`` of a reliable type is at least once too: sent before its group is up, kept."""
+    relay = edabus.App("relay")
+    relay.keyed(Relay, key="account")
+    async with edabus.connect(router, ack_timeout=2.0) as bus, edabus.Node(bus, [relay]) as node:
+        await bus.publish(Forward(account="relayed", amount=9))
+        sup = node.supervisor("Relay")
+        await eventually(lambda: sup.statistics().handled == 1)
+        assert bus.outbox.unacked == 1  # no vault node yet: kept, not lost
+        async with edabus.connect(router) as other, edabus.Node(other, [vault_app(sqlite)]):
+            await bus.wait_delivered(timeout=10)
+            assert await peek(bus, "relayed") == Holdings(balance=9, puts=1)

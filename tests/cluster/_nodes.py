@@ -42,6 +42,7 @@ class NodeProcess:
         *,
         target: str = "examples.bank:app",
         node_id: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.log = log
@@ -50,7 +51,7 @@ class NodeProcess:
         if node_id is not None:
             args += ["--node-id", node_id]
         with log.open("wb") as stderr:
-            self.proc = processes.edabus(*args, stdout=subprocess.DEVNULL, stderr=stderr)
+            self.proc = processes.edabus(*args, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
 
     def records(self) -> list[dict[str, Any]]:
         """The JSON log records the node has written so far (a line still being written is left out)."""
