@@ -6,8 +6,8 @@ can to one key or spread over 100, either with edabus (``bus.publish``, held bac
 by credit) or with zenoh-python alone (a msgpack map, congestion control BLOCK,
 no credit). The actors' handler either spends 0.2 ms of CPU per message, or
 awaits 1 ms or 10 ms (as a database write or an HTTP call would: keys then run
-side by side). The node keeps its defaults (inbox 10,000, overflow limit 50,000,
-window 1,000, mailboxes of 1,000), except where ``--inbox`` says otherwise.
+side by side). The node keeps its defaults (inbox 10,000, overflow limit 150,000,
+window 16,000, mailboxes of 1,000), except where ``--inbox`` says otherwise.
 
 Columns: sent; handled; overflow (refused by a full inbox: counted, logged,
 dead-lettered); lost (sent and neither handled nor counted: must be 0); the

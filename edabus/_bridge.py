@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_OVERFLOW_LIMIT = 50_000
+DEFAULT_OVERFLOW_LIMIT = 150_000  # (inbox_size + this) / window = 10 flooding edabus publishers
 _KEEP_REJECTED = 10_000  # rejected items kept for dead letters at a time; beyond this only counted
 
 

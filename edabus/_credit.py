@@ -58,10 +58,11 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-# Measured through a router with a fast actor (row 3 of `python -m benchmarks`; 9 runs each,
-# the order rotated): against no credit, a window of 1,000 cost 19% of the rate (some runs
-# 30%, some none), 4,000 cost 7%. Larger windows put more of one publisher in the inbox.
-DEFAULT_WINDOW = 4000
+# Measured through a router with a fast actor (row 3 of `python -m benchmarks`, the order of
+# the variants rotated; docs/benchmarks.md): against no credit, a window of 1,000 cost 19% of
+# the rate, 4,000 cost 0-9%, 8,000 3-5%, 16,000 0-2% (within the runs' spread). Larger
+# windows let each publisher put more into the inbox; the byte window caps that.
+DEFAULT_WINDOW = 16_000
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 CHECKPOINT_TIMEOUT = 10.0  # a checkpoint held this long (a stuck group) is sent again
 

@@ -54,7 +54,7 @@ def test_a_flood_to_a_slow_actor_loses_nothing_and_slows_the_publisher(processes
         Busy.handled = 0
         app = edabus.App("flow")
         app.keyed(Busy, key="sink", mailbox_size=100)
-        async with edabus.connect(router) as bus, edabus.Node(bus, [app], inbox_size=1000) as node:
+        async with edabus.connect(router) as bus, edabus.Node(bus, [app], inbox_size=1000, window=4000) as node:
             pub = publisher(processes, router, kind="load", sink="s", count=n, pad=2000)
             await wait_until(lambda: Busy.handled > 0, 30)
             started = time.perf_counter()
