@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
-from ._exceptions import DefinitionError, NotAttachedError
+from ._exceptions import DefinitionError, NotAttachedError, SelfRequestError
 from ._message import Message
 
 if TYPE_CHECKING:
@@ -73,6 +73,10 @@ class TimersOwner(Protocol):
 
     def timers_of(self, cell: Any) -> Timers: ...
 
+    def delivers_to(self, msg: Message, key: object) -> bool:
+        """Whether ``msg`` would go to this group's actor of ``key`` (and no other)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ActorContext:
@@ -109,6 +113,22 @@ class Actor:
     async def on_failure(self, exc: BaseException, msg: Message) -> None:
         """Runs when a handler raised ``exc`` while handling ``msg``."""
 
+    if not TYPE_CHECKING:  # hidden from type checkers: they must not take every attribute for granted
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only when normal lookup fails. Outside a supervisor nothing loads a
+            # persistent ``state``: it starts as its Struct's defaults, so an actor class
+            # can be unit-tested as a plain class (under a supervisor it is always set).
+            if name == "state":
+                from ._persistence import state_type_of  # noqa: PLC0415 - persistence sits above actors
+
+                state_type = state_type_of(type(self))
+                if state_type is not None:
+                    state = self.state = state_type()
+                    return state
+            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
+            raise AttributeError(msg, name=name, obj=self)
+
     @property
     def context(self) -> ActorContext:
         """The running actor's context; raises `NotAttachedError` outside a supervisor."""
@@ -128,8 +148,21 @@ class Actor:
         await self.context.bus.publish(msg, key=key, backpressure=False)
 
     async def request(self, msg: Message, *, timeout: float = 5.0, reply_type: type[Any] | None = None) -> Any:
-        """Send a request from inside a handler and return the reply."""
-        return await self.context.bus.request(msg, timeout=timeout, reply_type=reply_type)
+        """Send a request from inside a handler and return the reply.
+
+        A request to this very actor is refused at once (`SelfRequestError`): its
+        handler is busy with the current message, so the request would wait out its
+        timeout. Call the handler method directly instead.
+        """
+        ctx = self.context
+        if ctx._owner.delivers_to(msg, ctx.key):  # noqa: SLF001 - the actor's own supervisor
+            what = f"{type(self).__name__}({ctx.key!r})" if ctx.key is not None else type(self).__name__
+            text = (
+                f"{what} sent a request to itself ({type(msg).__name__}); it would wait for its own "
+                "handler, which is busy with this message: call the handler method directly"
+            )
+            raise SelfRequestError(text)
+        return await ctx.bus.request(msg, timeout=timeout, reply_type=reply_type)
 
     def schedule_once(self, delay: float, msg: Message) -> Timer:
         """Send ``msg`` to this actor itself after ``delay`` seconds (through its mailbox)."""

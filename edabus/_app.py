@@ -7,6 +7,7 @@ nodes, in one process or many.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +271,7 @@ class App:
             raise DefinitionError(msg)
         _check_patterns(spec)
         spec.build()  # validates the actor class, handler table and key field now, at import
+        _check_constructor(spec)
         self._groups[spec.name] = spec
         return spec
 
@@ -289,6 +291,26 @@ class App:
                 await anyio.sleep_forever()
         async with open_bus(connect, config=config) as own_bus, Node(own_bus, [self]):
             await anyio.sleep_forever()
+
+
+def _check_constructor(spec: GroupSpec) -> None:
+    """A keyed actor is built as ``cls(key)``, the others as ``cls()``: refuse a class that cannot be, now."""
+    cls = spec.actor_cls
+    keyed = spec.kind == "keyed"
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # no signature to read (a C extension type): trust it
+        return
+    try:
+        signature.bind(*(("key",) if keyed else ()))
+    except TypeError:
+        call = f"{cls.__name__}(key)" if keyed else f"{cls.__name__}()"
+        need = "def __init__(self, key: str)" if keyed else "an __init__ that takes no arguments"
+        msg = (
+            f"{spec.kind} group {spec.app}/{spec.name}: edabus builds each actor as {call}, "
+            f"which {cls.__name__}{signature} does not accept; give it {need}"
+        )
+        raise DefinitionError(msg) from None
 
 
 def _check_patterns(spec: GroupSpec) -> None:

@@ -10,6 +10,7 @@ Every error edabus raises derives from `EdabusError`::
     │   └── PayloadTooLarge         a payload is over its type's max_size (refused undecoded)
     ├── BusClosedError              the bus is closed, or was never opened
     ├── NotAttachedError            an actor used the bus before any supervisor ran it
+    ├── SelfRequestError            an actor sent a request to itself (it would wait for itself)
     ├── NoRouteError                no live group serves a request's key
     ├── RequestTimeout              no reply came before the deadline
     ├── PublishTimeout              no credit came before the deadline: the message was not sent
@@ -47,6 +48,7 @@ __all__ = [
     "PublishTimeout",
     "RemoteError",
     "RequestTimeout",
+    "SelfRequestError",
     "StaleStateError",
     "StateError",
     "StateStoreError",
@@ -86,6 +88,10 @@ class BusClosedError(EdabusError, RuntimeError):
 
 class NotAttachedError(EdabusError, RuntimeError):
     """An actor tried to publish or request while no supervisor runs it on a bus."""
+
+
+class SelfRequestError(EdabusError, RuntimeError):
+    """An actor sent a request to itself: its handler is busy with the current message, so no reply could come."""
 
 
 class NoRouteError(EdabusError, LookupError):

@@ -88,6 +88,9 @@ class KeyedSupervisor(Supervisor):
     def _key_of(self, msg: Message) -> object:
         return getattr(msg, self.key_field)
 
+    def delivers_to(self, msg: Message, key: object) -> bool:
+        return type(msg) in self.handlers and self._key_of(msg) == key
+
     def placement_key(self, msg: Message, envelope: Envelope) -> str:  # noqa: ARG002 - the key decides
         return str(self._key_of(msg))
 

@@ -61,6 +61,9 @@ class PoolSupervisor(Supervisor):
         self._idle = 0
         self._indexes = itertools.count()
 
+    def delivers_to(self, msg: Message, key: object) -> bool:  # noqa: ARG002 - pool workers have no key
+        return self.size == 1 and type(msg) in self.handlers
+
     def _window(self, cell: Cell) -> RestartWindow:  # noqa: ARG002 - restarts count pool-wide
         return self._pool_window
 

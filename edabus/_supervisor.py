@@ -239,6 +239,10 @@ class Supervisor(FailureHandling):
     def _timer_deliver(self, cell: Cell) -> Callable[[Message], Awaitable[bool]]:
         raise NotImplementedError
 
+    def delivers_to(self, msg: Message, key: object) -> bool:
+        """Whether ``msg`` would go to this group's actor of ``key`` and to no other (a request to it would wait)."""
+        raise NotImplementedError
+
     def timers_of(self, cell: Cell) -> Timers:
         """The cell's timers, made when its actor first sets one."""
         if cell.timers is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 import edabus
@@ -112,3 +113,51 @@ def test_group_names_are_unique_and_valid() -> None:
     with pytest.raises(edabus.DefinitionError, match="size must be at least 1"):
         app.pool(Shop, size=0, name="p")
     assert [g.name for g in app.groups] == ["Shop", "Shop2"]
+
+
+def test_a_keyed_actor_must_take_its_key() -> None:
+    """A keyed actor is built as cls(key): a class that cannot be is refused at app.keyed(), naming the fix."""
+
+    class NoKey(edabus.Actor):
+        @edabus.handler
+        async def order(self, msg: Order) -> None:
+            pass
+
+    with pytest.raises(edabus.DefinitionError, match=r"NoKey\(key\).*def __init__\(self, key: str\)"):
+        edabus.App("a").keyed(NoKey, key="order")
+    edabus.App("a").singleton(NoKey)  # a singleton is built as NoKey(): fine
+
+
+def test_a_singleton_or_pool_actor_must_take_no_arguments() -> None:
+    """Singleton and pool actors are built as cls(): one whose __init__ needs arguments is refused."""
+    with pytest.raises(edabus.DefinitionError, match=r"builds each actor as Shop\(\)"):
+        edabus.App("a").singleton(Shop)
+    with pytest.raises(edabus.DefinitionError, match=r"builds each actor as Shop\(\)"):
+        edabus.App("a").pool(Shop, size=2)
+
+
+class Tally(msgspec.Struct):
+    orders: int = 0
+    last: str = ""
+
+
+class Till(edabus.Actor):
+    state: Tally
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    @edabus.handler
+    async def order(self, msg: Order) -> None:
+        self.state.orders += 1
+        self.state.last = msg.order
+
+
+async def test_an_actor_with_persistent_state_can_be_tested_as_a_plain_class() -> None:
+    """Outside a supervisor, ``state`` starts as its Struct's defaults: construct, call, check."""
+    till = Till("t1")
+    await till.order(Order(order="o1"))
+    await till.order(Order(order="o2"))
+    assert till.state == Tally(orders=2, last="o2")
+    with pytest.raises(AttributeError, match="'Till' object has no attribute 'missing'"):
+        till.missing  # type: ignore[attr-defined]  # noqa: B018 - the lookup is the test

@@ -39,6 +39,7 @@ EXPECTED = [
     "RequestTimeout",
     "RestartPolicy",
     "SQLiteStore",
+    "SelfRequestError",
     "StaleStateError",
     "StateError",
     "StateStore",

@@ -466,3 +466,63 @@ async def test_on_failure_sees_the_exception_and_the_message() -> None:
         with pytest.raises(edabus.RemoteError, match="always"):
             await bus.request(Op(name="h"))
     assert failures_seen == [("Fatal", "Op")]
+
+
+class Ask(edabus.Message, key="sv/{name}/ask"):
+    name: str
+    target: str = ""  # whom to ask in turn; "" answers at once
+
+
+class Answer(edabus.Message):
+    text: str
+
+
+class Asker(edabus.Actor):
+    def __init__(self, key: str) -> None:
+        self.name = key
+
+    @edabus.handler
+    async def ask(self, msg: Ask) -> Answer:
+        if not msg.target:
+            return Answer(text=f"{self.name} answers")
+        try:
+            reply = await self.request(Ask(name=msg.target), reply_type=Answer, timeout=30)
+        except edabus.SelfRequestError as exc:
+            return Answer(text=f"refused: {exc}")
+        return Answer(text=f"{self.name} heard: {reply.text}")
+
+
+class Loop(edabus.Actor):
+    @edabus.handler
+    async def ask(self, msg: Ask) -> Answer:
+        try:
+            await self.request(msg, reply_type=Answer, timeout=30)
+        except edabus.SelfRequestError as exc:
+            return Answer(text=f"refused: {exc}")
+        return Answer(text="answered")
+
+
+async def test_a_request_an_actor_sends_to_itself_fails_at_once(bus: edabus.Bus) -> None:
+    """Its handler is busy with the current message: refused now, not after its 30 s timeout; others are asked."""
+    app = edabus.App("sv")
+    app.keyed(Asker, key="name")
+    async with edabus.Node(bus, [app]):
+        with anyio.fail_after(5):
+            assert (await bus.request(Ask(name="a", target="b"), reply_type=Answer)).text == "a heard: b answers"
+            reply = await bus.request(Ask(name="a", target="a"), reply_type=Answer)
+    assert reply.text.startswith("refused: Asker('a') sent a request to itself (Ask)")
+
+
+@pytest.mark.parametrize("kind", ["singleton", "pool"])
+async def test_a_singleton_or_a_pool_of_one_requesting_itself_fails_at_once(bus: edabus.Bus, kind: str) -> None:
+    """The one actor (or the one worker) that would answer is the one asking."""
+    app = edabus.App("sv")
+    if kind == "singleton":
+        app.singleton(Loop)
+    else:
+        app.pool(Loop, size=1)
+    async with edabus.Node(bus, [app]):
+        with anyio.fail_after(5):
+            reply = await bus.request(Ask(name="x"), reply_type=Answer)
+    assert reply.text.startswith("refused: Loop")  # a pool's worker says which one: Loop(0)
+    assert "sent a request to itself (Ask)" in reply.text
