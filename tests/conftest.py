@@ -163,6 +163,27 @@ def router(processes: Processes) -> Iterator[str]:
 
 
 @pytest.fixture
+def three_apps(processes: Processes, router: str, tmp_path: Path) -> Iterator[str]:
+    """A bank, a pipeline and a vault node on one router, each up; yields the router's endpoint.
+
+    The examples' apps: bank and vault both name a type ``Deposit``. The vault keeps
+    its state in ``tmp_path / "vault.db"``.
+    """
+    from tests.cluster._nodes import NodeProcess  # noqa: PLC0415 - it imports this module
+
+    apps = ("bank", "pipeline", "vault")
+    env = {"EDABUS_VAULT_DB": str(tmp_path / "vault.db")}
+    nodes = [
+        NodeProcess(processes, router, tmp_path / f"{app}.log", target=f"examples.{app}:app", env=env) for app in apps
+    ]
+    for app, node in zip(apps, nodes, strict=True):
+        node.wait_until_up(app)
+    yield router
+    for node in nodes:
+        processes.stop(node.proc)
+
+
+@pytest.fixture
 async def bus() -> AsyncIterator[edabus.Bus]:
     """A bus on the embedded default: a peer that listens on nothing."""
     async with edabus.connect() as opened:

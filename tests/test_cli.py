@@ -136,23 +136,6 @@ def wait_for_signal_handler(proc: subprocess.Popen[bytes], signum: int) -> None:
 # -- publish and request ------------------------------------------------------------------------
 
 
-APPS = ("bank", "pipeline", "vault")  # bank and vault both name a type Deposit
-
-
-@pytest.fixture
-def three_apps(processes: Processes, router: str, tmp_path: Path) -> Iterator[str]:
-    """A bank, a pipeline and a vault node on one router, each up; yields the router's endpoint."""
-    env = {"EDABUS_VAULT_DB": str(tmp_path / "vault.db")}
-    nodes = [
-        NodeProcess(processes, router, tmp_path / f"{app}.log", target=f"examples.{app}:app", env=env) for app in APPS
-    ]
-    for app, node in zip(APPS, nodes, strict=True):
-        node.wait_until_up(app)
-    yield router
-    for node in nodes:
-        processes.stop(node.proc)
-
-
 def test_publish_and_request_reach_each_app_when_three_share_a_router(processes: Processes, three_apps: str) -> None:
     """Each command finds the node of the app whose key it names, every time (it used to guess half the time)."""
     endpoint = ("--connect", three_apps)
