@@ -203,28 +203,47 @@ def decode_message(cls: type[_M], payload: bytes, key: str | None = None) -> _M:
             msg = decoder_for(cls).decode(payload)
     except msgspec.ValidationError as exc:
         if key is None or template is None or not template.fields:
-            raise DecodeError(f"{cls.__name__}: {exc}") from exc
+            raise _json_instead(cls, payload) or DecodeError(f"{cls.__name__}: {exc}") from exc
         msg = _decode_with_key_fields(cls, template, payload, key, exc)
         # Its senders leave key fields out (raw publishers may): skip the failing fast try.
         _fills_key_fields.add(cls)
     except DecodeError:
         raise
     except Exception as exc:  # see _unreadable
-        raise _unreadable(cls, exc) from exc
+        raise _unreadable(cls, exc, payload) from exc
     if key is not None and template is not None and template.fields:
         _check_key_fields(msg, template, key)
     return msg
 
 
-def _unreadable(cls: type[Message], exc: Exception) -> DecodeError:
+def _unreadable(cls: type[Message], exc: Exception, payload: bytes) -> DecodeError:
     """The `DecodeError` for any error from decoding: all of them are the payload's.
 
     Bad msgpack or UTF-8, but also RecursionError (deep nesting), MemoryError (a
-    length bomb) or whatever an extension hook raised.
+    length bomb) or whatever an extension hook raised. The text says what is wrong
+    once (msgspec's "MessagePack data is malformed: ..." is not prefixed again), and
+    a payload that is JSON is called JSON.
     """
     if isinstance(exc, msgspec.DecodeError | ValueError):
-        return DecodeError(f"{cls.__name__}: payload is not valid msgpack: {exc}")
+        json_instead = _json_instead(cls, payload)
+        if json_instead is not None:
+            return json_instead
+        text = str(exc)
+        if "msgpack" not in text.lower() and "messagepack" not in text.lower():  # msgspec's says it already
+            text = f"payload is not valid msgpack: {text}"
+        return DecodeError(f"{cls.__name__}: {text}")
     return DecodeError(f"{cls.__name__}: payload is not readable: {type(exc).__name__}: {exc}")
+
+
+def _json_instead(cls: type[Message], payload: bytes) -> DecodeError | None:
+    """The error for a payload sent as JSON (whose first byte msgpack reads as a small int); None if it is not."""
+    if payload[:1] not in (b"{", b"["):
+        return None
+    try:
+        msgspec.json.decode(payload)
+    except Exception:  # noqa: BLE001 - a hostile payload may raise anything: then it is not JSON
+        return None
+    return DecodeError(f"{cls.__name__}: payload is JSON, not msgpack (edabus payloads are msgpack maps)")
 
 
 def too_large(cls: type[Message], size: int) -> str:
@@ -254,7 +273,7 @@ def _decode_with_key_fields(
     try:
         raw = msgspec.msgpack.decode(payload, ext_hook=ext_hook)
     except Exception as exc:  # see _unreadable
-        raise _unreadable(cls, exc) from exc
+        raise _unreadable(cls, exc, payload) from exc
     if values is None or not isinstance(raw, dict):
         raise DecodeError(f"{cls.__name__}: {first or 'payload is not a map'}") from first
     types = _key_field_types.get(cls)
@@ -275,4 +294,4 @@ def _decode_with_key_fields(
     except msgspec.ValidationError as exc:
         raise DecodeError(f"{cls.__name__}: {exc}") from exc
     except Exception as exc:  # see _unreadable
-        raise _unreadable(cls, exc) from exc
+        raise _unreadable(cls, exc, payload) from exc

@@ -158,3 +158,21 @@ def test_deep_nesting_is_a_decode_error() -> None:
     payload = b"\x83\xa4name\xa1x\xa1t\x01\xa1z" + b"\x91" * 1000 + b"\x00"
     with pytest.raises(DecodeError, match="RecursionError"):
         decode_message(Reading, payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"\xc1", "Reading: MessagePack data is malformed: invalid opcode '\\xc1' (byte 0)"),
+        (b'{"value": 1.5}', "Reading: payload is JSON, not msgpack (edabus payloads are msgpack maps)"),
+        (b"[1, 2]", "Reading: payload is JSON, not msgpack (edabus payloads are msgpack maps)"),
+        (b"\x81\xa5value", "Reading: payload is not valid msgpack: Input data was truncated"),
+    ],
+    ids=["malformed", "json-map", "json-array", "truncated"],
+)
+@pytest.mark.parametrize("key", [None, "sensors/north/7/reading"])
+def test_an_unreadable_payload_says_what_is_wrong_once(payload: bytes, error: str, key: str | None) -> None:
+    """The error (a dead letter's reason) names the type and the problem once; JSON sent as a payload is called so."""
+    with pytest.raises(DecodeError) as raised:
+        decode_message(Reading, payload, key)
+    assert str(raised.value) == error
