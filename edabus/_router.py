@@ -153,6 +153,10 @@ class Router:
             plan = self._plans[cls] = self._plan(cls)
             return plan
 
+    def members(self) -> dict[Group, list[str]]:
+        """The live members (node ids) of every group, from the member tokens this bus follows."""
+        return {group: sorted(nodes) for group, nodes in self._tokens.items()}
+
     def windows(self, cls: type[Message]) -> tuple[Window, ...]:
         """The credit windows a message of type ``cls`` on its plain key counts against.
 

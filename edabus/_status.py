@@ -1,9 +1,12 @@
 """What the live nodes host and count, read from any process on the bus (``edabus status``).
 
-Two reads, sent together: the member liveliness tokens
+Two reads: the member liveliness tokens
 (``@edabus/member/{app}/{group}/{node}/gpus/{n}``) say which nodes host which groups now,
 and every node's statistics queryable (``@edabus/node/<id>/stats``) answers with
-one `SupervisorStatistics` per group. A node that holds tokens but sent no
+one `SupervisorStatistics` per group. A bus opened with `connect` follows the
+tokens itself (a liveliness subscriber's history, `Router`), and that view is
+read once the statistics are in: a liveliness get sent from that same session,
+alongside the statistics query, came back empty about one time in four. A node that holds tokens but sent no
 readable statistics within the timeout is listed with its error, not left out.
 """
 
@@ -65,7 +68,8 @@ async def gather_status(bus: Bus, *, timeout: float) -> ClusterStatus:
     replies: list[zenoh.Reply] = []
 
     async def read_tokens() -> None:
-        tokens.extend(await bus.live_tokens(member_key("*", "*"), timeout=timeout))
+        if not bus.router.enabled:  # a bus that does not follow the tokens itself
+            tokens.extend(await bus.live_tokens(member_key("*", "*"), timeout=timeout))
 
     async def read_stats() -> None:
         replies.extend(await bus.query(stats_key("*"), timeout=timeout))
@@ -73,7 +77,11 @@ async def gather_status(bus: Bus, *, timeout: float) -> ClusterStatus:
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_tokens)
         tg.start_soon(read_stats)
-    members = _members(tokens)
+    if bus.router.enabled:
+        followed = bus.router.members()
+        members = {f"{app}/{group}": tuple(nodes) for (app, group), nodes in sorted(followed.items()) if nodes}
+    else:
+        members = _members(tokens)
     answers = dict(_answers(replies))
     hosting = {node for nodes in members.values() for node in nodes}
     silent = f"no statistics reply within {timeout:g} s"
