@@ -21,7 +21,8 @@ import structlog
 import zenoh
 
 from ._app import App
-from ._bus import Bus, Envelope
+from ._args import MAX_TIMEOUT, config_file, endpoint, log_options, plain, seconds, version
+from ._bus import Bus
 from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
 from ._connect import connect
 from ._exceptions import DecodeError, EdabusError, KeyValueError, RemoteError
@@ -29,10 +30,10 @@ from ._keys import check_concrete_key
 from ._logging import configure_logging
 from ._node import Node
 from ._status import gather_status, render_json, render_table
+from ._tail import PUT, Tap, as_json, dead_letter_line, fits, line
 from ._wire import (
     PREFIX,
     CatalogEntry,
-    DeadLetter,
     ErrorReply,
     NodeCatalog,
     ValidateRequest,
@@ -47,12 +48,15 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
-_dead_letter_decoder = msgspec.msgpack.Decoder(DeadLetter)
 _error_decoder = msgspec.msgpack.Decoder(ErrorReply)
 
 
 class UsageError(Exception):
     """Bad input on the command line: printed, exit status 2."""
+
+
+class CommandFailed(Exception):
+    """The command could not do its work (a port in use, a refused configuration): printed, exit status 1."""
 
 
 def _stderr(text: str) -> None:
@@ -103,8 +107,11 @@ def _bus_args(args: argparse.Namespace) -> dict[str, Any]:
 @_until_signal
 async def _cmd_router(args: argparse.Namespace, stop: anyio.Event) -> int:
     listen = args.listen or ([] if args.config else [DEFAULT_ROUTER_ENDPOINT])
-    cfg = make_config(listen=listen or None, config=args.config, mode="router", connect=args.connect or None)
-    session = zenoh.open(cfg)
+    try:
+        cfg = make_config(listen=listen or None, config=args.config, mode="router", connect=args.connect or None)
+        session = zenoh.open(cfg)
+    except zenoh.ZError as exc:  # the port is taken, the address is not ours, the config file is refused
+        raise CommandFailed(f"cannot start the router: {plain(str(exc))}") from None
     try:
         log.info("router.started", listen=listen, zid=str(session.zid()))
         await stop.wait()
@@ -185,14 +192,6 @@ async def _catalog(bus: Bus, timeout: float) -> list[tuple[str, CatalogEntry]]:
     return entries
 
 
-def _fits(entry: CatalogEntry, key: str) -> bool:
-    """Whether a concrete key is one of the entry's (a hostile catalog's pattern fits nothing)."""
-    try:
-        return zenoh.KeyExpr(entry.pattern).includes(zenoh.KeyExpr(key))
-    except (zenoh.ZError, TypeError):
-        return False
-
-
 async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes, str, bool]:
     """The payload for ``text`` on ``key``: (payload, type name, whether a live group serves it)."""
     try:
@@ -205,9 +204,13 @@ async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes
         raise UsageError(f"invalid JSON: {exc}") from exc
     if not isinstance(fields, dict):
         raise UsageError("the message must be a JSON object of its fields")
-    hosts = [(node, entry) for node, entry in await _catalog(bus, timeout) if _fits(entry, key)]
+    try:
+        payload = msgspec.msgpack.encode(fields)
+    except OverflowError:
+        raise UsageError("the JSON holds an integer beyond 64 bits, which msgpack cannot carry") from None
+    hosts = [(node, entry) for node, entry in await _catalog(bus, timeout) if fits(entry, key)]
     if not hosts:
-        return msgspec.msgpack.encode(fields), "", False
+        return payload, "", False
     # A node that hosts the type validates the fields (and the ones the key carries) with the
     # real type: the node that listed it, for the app and group that listed it.
     node, entry = hosts[0]
@@ -220,8 +223,11 @@ async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes
                 detail = decode_untrusted(_error_decoder, reply.err.payload.to_bytes(), "validation reply").message
             except DecodeError as exc:
                 detail = str(exc)
-            raise UsageError(f"the JSON does not fit {entry.type} ({entry.key}): {detail}")
-    return msgspec.msgpack.encode(fields), entry.type, True
+            # The node's error names the type too ("Deposit: Expected `int` ..."): say it once.
+            raise UsageError(
+                f"the JSON does not fit {entry.type} ({entry.key}): {detail.removeprefix(entry.type + ': ')}"
+            )
+    return payload, entry.type, True
 
 
 async def _cmd_publish(args: argparse.Namespace) -> int:
@@ -229,7 +235,10 @@ async def _cmd_publish(args: argparse.Namespace) -> int:
         payload, type_name, served = await _prepare(bus, args.key, args.json, args.timeout)
         bus.put(args.key, payload, encode_meta(bus.next_meta(type_name)))
     if not served:
-        _stderr(f"warning: no live group serves {args.key!r}; the message went out with no listener")
+        _stderr(
+            f"warning: no live group serves {args.key!r} (no node listed its type within {args.timeout:g} s); "
+            "the message went out with no listener"
+        )
         return EXIT_FAIL
     return EXIT_OK
 
@@ -242,52 +251,40 @@ async def _cmd_request(args: argparse.Namespace) -> int:
         except RemoteError as exc:
             _stderr(f"error: {exc}")
             return EXIT_FAIL
-    _stdout(_json(reply))
+    _stdout(as_json(reply))
     return EXIT_OK
 
 
 # -- tail ---------------------------------------------------------------------------------------
 
 
-_SHOWN = 256  # bytes of a payload shown as hex when it is not readable msgpack
-
-
-def _json(payload: bytes | None) -> str:
-    """A msgpack payload as JSON; one that is not readable (or not JSON-able) as its size and first bytes in hex."""
-    if payload is None:
-        return "null"
-    try:
-        return msgspec.json.encode(msgspec.msgpack.decode(payload)).decode()
-    except Exception:  # noqa: BLE001 - anything on the bus may be hostile: show it, never crash on it
-        return msgspec.json.encode({"undecodable": payload[:_SHOWN].hex(), "size": len(payload)}).decode()
-
-
-def _line(envelope: Envelope, *, dead_letters: bool) -> str:
-    if dead_letters:
-        try:
-            letter = decode_untrusted(_dead_letter_decoder, envelope.payload, "dead letter")
-            return msgspec.json.encode(letter).decode()
-        except DecodeError:
-            pass
-    head = msgspec.json.encode({"key": envelope.key, "type": envelope.meta.type or None}).decode()
-    return f'{head[:-1]},"fields":{_json(envelope.payload)}}}'
-
-
 @_until_signal
 async def _cmd_tail(args: argparse.Namespace, stop: anyio.Event) -> int:
     key_expr = f"{PREFIX}/deadletter/**" if args.dead_letters else (args.key_expr or "**")
-    async with connect(**_bus_args(args)) as bus, bus.subscribe(key_expr) as sub:
-        log.info("tail.started", key_expr=key_expr)
-        async with anyio.create_task_group() as tg:
+    if args.requests and key_expr.startswith(PREFIX):
+        raise UsageError(f"--requests watches user keys, not {key_expr!r} (queries there are edabus's own)")
+    async with connect(**_bus_args(args)) as bus:
+        tap = Tap(bus, key_expr, queries=args.requests)
+        entries = bus.router.entries  # the live groups' catalogs, kept current by the bus
+        try:
+            log.info("tail.started", key_expr=key_expr, requests=args.requests)
+            async with anyio.create_task_group() as tg:
 
-            async def close_on_stop() -> None:
-                await stop.wait()
-                sub.close()  # iteration ends after what is already queued
+                async def close_on_stop() -> None:
+                    await stop.wait()
+                    tap.close()  # the batches end after what is already queued
 
-            tg.start_soon(close_on_stop)
-            async for envelope in sub:
-                _stdout(_line(envelope, dead_letters=args.dead_letters))
-            tg.cancel_scope.cancel()
+                tg.start_soon(close_on_stop)
+                while batch := await tap.receive_batch():
+                    lines = [
+                        (args.dead_letters and kind == PUT and dead_letter_line(envelope))
+                        or line(kind, envelope, entries)
+                        for kind, envelope in batch
+                    ]
+                    _stdout("\n".join(lines))
+                tg.cancel_scope.cancel()
+        finally:
+            tap.close()
     return EXIT_OK
 
 
@@ -296,7 +293,7 @@ async def _cmd_tail(args: argparse.Namespace, stop: anyio.Event) -> int:
 
 async def _cmd_status(args: argparse.Namespace) -> int:
     async with connect(**_bus_args(args)) as bus:
-        status = await gather_status(bus, timeout=args.timeout)
+        status = await gather_status(bus, timeout=args.timeout, actors=args.actors)
     if not status.nodes:
         hint = "" if args.connect or args.config else " (give --connect ENDPOINT to reach a router)"
         _stderr(f"error: no live edabus node on the bus{hint}")
@@ -316,54 +313,85 @@ async def _cmd_demo(_args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edabus", description="Python actors on a Zenoh bus.")
-    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of the console renderer")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="version", version=version())
+    log_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, text: str, handler: Callable[[argparse.Namespace], Awaitable[int]]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        log_options(p, top=False)
+        p.set_defaults(handler=handler)
+        return p
 
     def bus_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--connect", action="append", metavar="ENDPOINT", help="router endpoint, e.g. tcp/127.0.0.1:7447"
+            "--connect",
+            action="append",
+            type=endpoint,
+            metavar="ENDPOINT",
+            help="router endpoint, e.g. tcp/127.0.0.1:7447 (repeatable)",
         )
-        p.add_argument("--config", metavar="FILE", help="a Zenoh json5 config file (multicast stays off)")
+        p.add_argument(
+            "--config", type=config_file, metavar="FILE", help="a Zenoh json5 config file (multicast stays off)"
+        )
 
-    p = sub.add_parser("router", help="run a Zenoh router (multicast scouting off)")
-    p.add_argument("--listen", action="append", metavar="ENDPOINT", help=f"default {DEFAULT_ROUTER_ENDPOINT}")
+    p = add("router", "run a Zenoh router (multicast scouting off)", _cmd_router)
+    p.add_argument(
+        "--listen", action="append", type=endpoint, metavar="ENDPOINT", help=f"default {DEFAULT_ROUTER_ENDPOINT}"
+    )
     bus_options(p)
-    p.set_defaults(handler=_cmd_router)
 
-    p = sub.add_parser("run", help="host apps until interrupted")
-    p.add_argument("target", nargs="+", help="MODULE:APP or path/to/file.py:APP")
-    p.add_argument("--listen", action="append", metavar="ENDPOINT", help="let other peers connect here")
+    p = add("run", "host apps until interrupted", _cmd_run)
+    p.add_argument("target", nargs="+", help="MODULE:APP or path/to/file.py:APP (APP defaults to app)")
+    p.add_argument("--listen", action="append", type=endpoint, metavar="ENDPOINT", help="let other peers connect here")
     p.add_argument("--node-id", help="this node's id (default: random)")
     p.add_argument("--gpus", help="GPUs this node offers, e.g. 0,1 ('' for none; default: what cupy finds)")
     bus_options(p)
-    p.set_defaults(handler=_cmd_run)
 
-    for name, handler, text in (
-        ("publish", _cmd_publish, "publish one message given as JSON"),
-        ("request", _cmd_request, "send a request, print the reply as JSON"),
+    for name, handler, text, waits in (
+        ("publish", _cmd_publish, "publish one message given as JSON", "for the nodes' catalogs and the validation"),
+        ("request", _cmd_request, "send a request, print the reply as JSON", "for each step and for the reply"),
     ):
-        p = sub.add_parser(name, help=text)
+        p = add(name, text, handler)
         p.add_argument("key", help="the concrete key, e.g. bank/account/a1/deposit")
         p.add_argument("json", help="the fields as a JSON object, e.g. '{\"amount\": 5}'")
-        p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+        p.add_argument(
+            "--timeout",
+            type=seconds,
+            default=5.0,
+            metavar="S",
+            help=f"seconds to wait {waits}: finding the node that hosts KEY's type, which checks the JSON "
+            f"(default 5; above 0, at most {MAX_TIMEOUT:g})",
+        )
         bus_options(p)
-        p.set_defaults(handler=handler)
 
-    p = sub.add_parser("tail", help="print each message on a key expression as a JSON line")
+    p = add("tail", "print each message on a key expression as a JSON line", _cmd_tail)
     p.add_argument("key_expr", nargs="?", help="default ** (every user key)")
+    p.add_argument(
+        "--requests",
+        action="store_true",
+        help="also show requests and reliable messages (Zenoh queries); see docs/cli.md for what it costs",
+    )
     p.add_argument("--dead-letters", action="store_true", help="show dead letters instead")
     bus_options(p)
-    p.set_defaults(handler=_cmd_tail)
 
-    p = sub.add_parser("status", help="list the live nodes, the groups each hosts, and their counters")
+    p = add("status", "list the live nodes, the groups each hosts, and their counters", _cmd_status)
     p.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
-    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the nodes' replies (default 2)")
+    p.add_argument(
+        "--actors",
+        action="store_true",
+        help="also list every live actor: its group, its key and the node that holds it",
+    )
+    p.add_argument(
+        "--timeout",
+        type=seconds,
+        default=2.0,
+        metavar="S",
+        help="seconds to wait for the nodes' replies (default 2)",
+    )
     bus_options(p)
-    p.set_defaults(handler=_cmd_status)
 
-    p = sub.add_parser("demo", help="run the bank example in one process")
-    p.set_defaults(handler=_cmd_demo)
+    add("demo", "run the bank example in one process", _cmd_demo)
     return parser
 
 
@@ -378,8 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, UsageError):
             _stderr(f"error: {error}")
             return EXIT_USAGE
-        if isinstance(error, EdabusError):
-            _stderr(f"error: {error}")
+        if isinstance(error, EdabusError | CommandFailed | zenoh.ZError):
+            _stderr(f"error: {plain(str(error))}")
             return EXIT_FAIL
         if isinstance(error, KeyboardInterrupt):
             return EXIT_OK

@@ -157,6 +157,10 @@ class Router:
         """The live members (node ids) of every group, from the member tokens this bus follows."""
         return {group: sorted(nodes) for group, nodes in self._tokens.items()}
 
+    def entries(self) -> list[CatalogEntry]:
+        """The catalog entries of every live group whose catalog came (for tools: what a key's type is)."""
+        return [entry for group in self._routes for entry in self._catalogs.get(group, ())]
+
     def windows(self, cls: type[Message]) -> tuple[Window, ...]:
         """The credit windows a message of type ``cls`` on its plain key counts against.
 

@@ -6,8 +6,10 @@ and every node's statistics queryable (``@edabus/node/<id>/stats``) answers with
 one `SupervisorStatistics` per group. A bus opened with `connect` follows the
 tokens itself (a liveliness subscriber's history, `Router`), and that view is
 read once the statistics are in: a liveliness get sent from that same session,
-alongside the statistics query, came back empty about one time in four. A node that holds tokens but sent no
-readable statistics within the timeout is listed with its error, not left out.
+alongside the statistics query, came back empty about one time in four. A node
+that holds tokens but sent no readable statistics within the timeout is listed
+with its error, not left out. Asked for the actors, it also reads every node's
+live-actor queryable (``@edabus/node/<id>/actors``): which node holds which key.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import zenoh
 
 from ._bus import Bus
 from ._statistics import SupervisorStatistics
-from ._wire import member_key, parse_member_key, stats_key
+from ._wire import actors_key, member_key, parse_member_key, stats_key
 
 __all__ = ["ClusterStatus", "NodeStatus", "gather_status", "render_json", "render_table"]
 
 ALL_NODES = "*"  # the node of a group's totals, as in a key expression
 _stats_decoder = msgspec.msgpack.Decoder(list[SupervisorStatistics])
+_actors_decoder = msgspec.msgpack.Decoder(dict[str, list[str]])
+
+Actors = dict[str, dict[str, tuple[str, ...]]]  # {"app/group": {key: (node, ...)}}
 
 
 class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,10 +42,15 @@ class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ClusterStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """The live nodes (sorted by id) and the members of each ``"app/group"``."""
+    """The live nodes (sorted by id) and the members of each ``"app/group"``.
+
+    ``actors``, when asked for: the live actors of each ``"app/group"``, each key with
+    the nodes that hold it (one, unless it is moving right now), sorted by key.
+    """
 
     nodes: tuple[NodeStatus, ...]
     members: dict[str, tuple[str, ...]]
+    actors: Actors | None = None
 
     def totals(self) -> list[SupervisorStatistics]:
         """Each group's counters summed over the nodes that answered (peaks: the highest); node ``*``."""
@@ -62,10 +72,11 @@ def _sum(records: Sequence[SupervisorStatistics]) -> SupervisorStatistics:
     return msgspec.structs.replace(first, node=ALL_NODES, **fields)
 
 
-async def gather_status(bus: Bus, *, timeout: float) -> ClusterStatus:
-    """Read the member tokens and every node's statistics, both within ``timeout`` seconds."""
+async def gather_status(bus: Bus, *, timeout: float, actors: bool = False) -> ClusterStatus:
+    """Read the member tokens and every node's statistics (and live actors), all within ``timeout`` seconds."""
     tokens: list[str] = []
     replies: list[zenoh.Reply] = []
+    actor_replies: list[zenoh.Reply] = []
 
     async def read_tokens() -> None:
         if not bus.router.enabled:  # a bus that does not follow the tokens itself
@@ -74,9 +85,14 @@ async def gather_status(bus: Bus, *, timeout: float) -> ClusterStatus:
     async def read_stats() -> None:
         replies.extend(await bus.query(stats_key("*"), timeout=timeout))
 
+    async def read_actors() -> None:
+        actor_replies.extend(await bus.query(actors_key("*"), timeout=timeout))
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_tokens)
         tg.start_soon(read_stats)
+        if actors:
+            tg.start_soon(read_actors)
     if bus.router.enabled:
         followed = bus.router.members()
         members = {f"{app}/{group}": tuple(nodes) for (app, group), nodes in sorted(followed.items()) if nodes}
@@ -89,7 +105,7 @@ async def gather_status(bus: Bus, *, timeout: float) -> ClusterStatus:
         answers[node] if node in answers else NodeStatus(node=node, error=silent)
         for node in sorted(hosting | answers.keys())
     )
-    return ClusterStatus(nodes=nodes, members=members)
+    return ClusterStatus(nodes=nodes, members=members, actors=_actors(actor_replies) if actors else None)
 
 
 def _members(tokens: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -118,12 +134,36 @@ def _answers(replies: Iterable[zenoh.Reply]) -> Iterable[tuple[str, NodeStatus]]
         yield node, NodeStatus(node=node, groups=tuple(sorted(groups, key=lambda s: (s.app, s.group))))
 
 
+def _actors(replies: Iterable[zenoh.Reply]) -> Actors:
+    """``{"app/group": {key: (node, ...)}}`` from the nodes' live-actor replies (unreadable ones left out)."""
+    prefix, suffix = actors_key("\0").split("\0")
+    held: dict[str, dict[str, list[str]]] = {}
+    for reply in replies:
+        if reply.ok is None:
+            continue
+        node = str(reply.ok.key_expr).removeprefix(prefix).removesuffix(suffix)
+        try:
+            groups = _actors_decoder.decode(reply.ok.payload.to_bytes())
+        except Exception:  # noqa: BLE001, S112 - any reply may be hostile; its node's statistics still show
+            continue
+        for group, keys in groups.items():
+            by_key = held.setdefault(group, {})
+            for key in keys:
+                by_key.setdefault(key, []).append(node)
+    return {
+        group: {key: tuple(sorted(nodes)) for key, nodes in sorted(by_key.items())}
+        for group, by_key in sorted(held.items())
+    }
+
+
 # -- rendering ----------------------------------------------------------------------------------
 
 
 def render_json(status: ClusterStatus) -> str:
-    """The status as a JSON document: ``{"nodes": [...], "members": {...}, "totals": [...]}``."""
-    document = {"nodes": status.nodes, "members": status.members, "totals": status.totals()}
+    """The status as a JSON document: ``{"nodes": [...], "members": {...}, "totals": [...]}`` (and ``"actors"``)."""
+    document: dict[str, object] = {"nodes": status.nodes, "members": status.members, "totals": status.totals()}
+    if status.actors is not None:
+        document["actors"] = status.actors
     return msgspec.json.format(msgspec.json.encode(document), indent=2).decode()
 
 
@@ -150,13 +190,13 @@ def _row(stats: SupervisorStatistics) -> list[str]:
     ]
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Rows as aligned lines: text columns padded on the right, numbers on the left."""
+def _table(rows: Sequence[Sequence[str]], left: int = _LEFT) -> list[str]:
+    """Rows as aligned lines: text columns (the first ``left``) padded on the right, numbers on the left."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         cells = (
-            cell.ljust(w) if i < _LEFT else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         )
         lines.append("  ".join(cells).rstrip())
     return lines
@@ -191,4 +231,15 @@ def render_table(status: ClusterStatus) -> str:
     lines.append("MAILBOX, INBOX: messages waiting now/the most at once. DEAD: dead letters. AVG MS: per handler call.")
     lines.append("DROPPED: by a mailbox's overflow policy. OVERFLOW: refused by a full inbox.")
     lines.extend(notes)
+    if status.actors is not None:
+        lines += ["", *_actors_table(status.actors)]
     return "\n".join(lines)
+
+
+def _actors_table(actors: Actors) -> list[str]:
+    """A line per live actor: its group, its key, the node(s) that hold it."""
+    rows = [["GROUP", "KEY", "NODE"]]
+    rows += [[group, key or "-", ",".join(nodes)] for group, by_key in actors.items() for key, nodes in by_key.items()]
+    count = len(rows) - 1
+    legend = "KEY -: a singleton. A pool's workers are numbered. NODE: two nodes while a key moves."
+    return [*_table(rows, left=3), "", f"{_count(count, 'live actor')}. {legend}" if count else "No live actor."]

@@ -14,9 +14,35 @@ from ._wire import PREFIX, route_prefix
 if TYPE_CHECKING:
     from ._bus import Bus
 
-__all__ = ["Subscription"]
+__all__ = ["RoutedCopies", "Subscription"]
 
 _RECENT = 1024  # routed copies remembered, to hear each message once
+
+
+class RoutedCopies:
+    """Samples on routed keys (``@edabus/to/{app}/{group}/{node}/{key}``) as envelopes, each message once.
+
+    A message that two groups take travels routed twice, and one a node passed on to
+    the owner travels again with its ``hops`` one higher; all carry the same
+    ``(sender, id)``, so a copy already heard is left out (of the last `_RECENT`).
+    """
+
+    def __init__(self) -> None:
+        self._recent: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+
+    def envelope(self, sample: zenoh.Sample) -> Envelope | None:
+        """The sample's envelope, with its own key; None for a copy already heard (on Zenoh's thread)."""
+        routed_key = str(sample.key_expr)  # @edabus/to/{app}/{group}/{node}/{key}
+        envelope = envelope_of(sample, len(routed_key) - len(routed_key.split("/", 5)[5]))
+        meta = envelope.meta
+        if meta.id:
+            name = (envelope.key, meta.sender, meta.id)
+            if name in self._recent:
+                return None
+            self._recent[name] = None
+            if len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
+        return envelope
 
 
 class Subscription:
@@ -35,7 +61,7 @@ class Subscription:
         # Publishers send messages straight to their owners' routed keys (`_router`): hear
         # those too, once each (a message routed to two groups travels twice).
         self._routed: zenoh.Subscriber[None] | None = None
-        self._recent: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._copies = RoutedCopies()
         if not key_expr.startswith(PREFIX):
             self._routed = session.declare_subscriber(
                 f"{route_prefix('*', '*', '*')}/{key_expr}",
@@ -46,18 +72,9 @@ class Subscription:
         self._inbox.push(envelope_of(sample))
 
     def _on_routed(self, sample: zenoh.Sample) -> None:
-        routed_key = str(sample.key_expr)  # @edabus/to/{app}/{group}/{node}/{key}
-        envelope = envelope_of(sample, len(routed_key) - len(routed_key.split("/", 5)[5]))
-        meta = envelope.meta
-        if meta.id:  # (sender, id) names a message: a copy already heard (another group's, or
-            # one a node passed on to the owner, its `hops` one higher) is left out
-            name = (envelope.key, meta.sender, meta.id)
-            if name in self._recent:
-                return
-            self._recent[name] = None
-            if len(self._recent) > _RECENT:
-                self._recent.popitem(last=False)
-        self._inbox.push(envelope)
+        envelope = self._copies.envelope(sample)
+        if envelope is not None:
+            self._inbox.push(envelope)
 
     async def receive_batch(self) -> list[Envelope]:
         """The next batch of envelopes; [] once the subscription is closed."""

@@ -14,10 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 import pytest
 import zenoh
 
+import edabus
+from examples.bank import Deposit
+from examples.vault import Deposit as VaultDeposit
 from tests.cluster._nodes import WAIT_S, NodeProcess, cli_request, client_config
 from tests.conftest import Processes, free_port, wait_for_port
 
@@ -193,9 +197,27 @@ def test_publish_rejects_json_that_does_not_fit_the_type(processes: Processes, b
         processes, "publish", "bank/account/x/deposit", '{"amount": "lots"}', "--connect", bank.endpoint
     )
     assert result.returncode == 2
-    assert "Deposit" in result.stderr
-    assert "amount" in result.stderr
+    # The type is named once: the node's own error text ("Deposit: Expected ...") is not repeated.
+    assert result.stderr == (
+        "error: the JSON does not fit Deposit (bank/account/{account}/deposit): "
+        "Expected `int`, got `str` - at `$.amount`\n"
+    )
     assert cli_request(processes, bank.endpoint, "bank/account/x/balance") == {"account": "x", "amount": 0}
+
+
+def test_publish_of_an_integer_beyond_64_bits_exits_2(processes: Processes, router: str) -> None:
+    """JSON with an integer msgpack cannot carry is the user's input: one line, exit 2 (it was an OverflowError)."""
+    big = '{"amount": 99999999999999999999999}'
+    result = edabus_cli(processes, "publish", "bank/account/x/deposit", big, "--connect", router)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "error: the JSON holds an integer beyond 64 bits, which msgpack cannot carry\n"
+
+
+def test_publish_help_says_what_its_timeout_bounds(processes: Processes) -> None:
+    """`publish --help` says what --timeout waits for."""
+    result = edabus_cli(processes, "publish", "--help")
+    assert result.returncode == 0
+    assert "seconds to wait for the nodes' catalogs and the validation" in " ".join(result.stdout.split())
 
 
 def test_publish_to_a_key_no_group_serves_warns_and_exits_1(processes: Processes, bank: NodeProcess) -> None:
@@ -233,9 +255,70 @@ def test_tail_prints_one_json_line_per_message(processes: Processes, bank: NodeP
         assert result.returncode == 0, result.stderr
     seen = lines.until(lambda seen: any(line["fields"].get("amount") == 4 for line in seen))
     assert [line for line in seen if line["key"] != "bank/probe"] == [
-        {"key": "bank/account/t1/deposit", "type": "Deposit", "fields": {"account": "t1", "amount": 3}},
-        {"key": "bank/account/t1/deposit", "type": "Deposit", "fields": {"account": "t1", "amount": 4}},
+        {"key": "bank/account/t1/deposit", "kind": "put", "type": "Deposit", "fields": {"account": "t1", "amount": 3}},
+        {"key": "bank/account/t1/deposit", "kind": "put", "type": "Deposit", "fields": {"account": "t1", "amount": 4}},
     ]
+    assert processes.stop(tail) == 0
+
+
+def test_tail_names_the_type_of_a_raw_message_from_the_catalogs(
+    processes: Processes, bank: NodeProcess, tmp_path: Path
+) -> None:
+    """A put with no edabus attachment shows the type the live groups list for its key, marked raw (it was null)."""
+    with (tmp_path / "tail.log").open("wb") as stderr:
+        tail = processes.edabus("tail", "bank/**", "--connect", bank.endpoint, stderr=stderr)
+    lines = Lines(tail)
+    with raw_session(bank.endpoint) as session:
+        lines.wait_subscribed(session, "bank/probe")
+        put(session, "bank/account/r1/deposit", msgspec.msgpack.encode({"amount": 3}))
+        put(session, "bank/nobody/here", msgspec.msgpack.encode({"x": 1}))
+        seen = lines.until(lambda seen: any(line["key"] == "bank/nobody/here" for line in seen))
+    assert [line for line in seen if line["key"] != "bank/probe"] == [
+        {"key": "bank/account/r1/deposit", "kind": "put", "type": "Deposit", "raw": True, "fields": {"amount": 3}},
+        {"key": "bank/nobody/here", "kind": "put", "type": None, "raw": True, "fields": {"x": 1}},
+    ]
+    assert processes.stop(tail) == 0
+
+
+def test_tail_requests_shows_requests_and_reliable_messages_and_slows_none(
+    processes: Processes, three_apps: str, tmp_path: Path
+) -> None:
+    """`tail --requests` prints requests and reliable messages (Zenoh queries) once each; requests stay fast.
+
+    The tail's queryable ends its part of each query at once, with no reply: a
+    request that is only acknowledged still returns at once, and a querier that asks
+    only the best-matching queryables still reaches the group.
+    """
+    with (tmp_path / "tail.log").open("wb") as stderr:
+        tail = processes.edabus("tail", "--requests", "--connect", three_apps, stderr=stderr)
+    lines = Lines(tail)
+    with raw_session(three_apps) as session:
+        lines.wait_subscribed(session, "bank/probe")  # the queryable was declared before the subscriber
+        best_matching = list(session.get("bank/account/q1/balance", payload=msgspec.msgpack.encode({}), timeout=5))
+    assert [reply.ok is not None for reply in best_matching] == [True]
+    assert cli_request(processes, three_apps, "bank/account/q1/balance") == {"account": "q1", "amount": 0}
+
+    async def publish() -> float:
+        async with edabus.connect(three_apps) as bus:
+            await bus.publish(VaultDeposit(account="y7", amount=5))
+            await bus.wait_delivered(timeout=WAIT_S)
+            started = time.monotonic()
+            assert await bus.request(Deposit(account="q1", amount=2), timeout=5.0) is None  # only acknowledged
+            return time.monotonic() - started
+
+    acknowledged_in = anyio.run(publish)
+    assert acknowledged_in < 2.0  # a tail that held the query open would make it wait out its 5 s and fail
+    seen = lines.until(lambda seen: any(line["key"] == "bank/account/q1/deposit" for line in seen))
+    shown = [(line["key"], line["kind"], line["type"], line["fields"]) for line in seen if line["key"] != "bank/probe"]
+    assert shown == [
+        ("bank/account/q1/balance", "request", "GetBalance", {}),  # the raw get: its type from the catalogs
+        ("bank/account/q1/balance", "request", "GetBalance", {"account": "q1"}),
+        ("vault/y7/deposit", "reliable", "Deposit", {"account": "y7", "amount": 5}),
+        ("bank/account/q1/deposit", "request", "Deposit", {"account": "q1", "amount": 2}),
+    ]
+    assert [line.get("raw") for line in seen if line["key"] == "bank/account/q1/balance"] == [True, None]
+    reliable = next(line for line in seen if line["kind"] == "reliable")
+    assert reliable["seq"] >= 1
     assert processes.stop(tail) == 0
 
 
@@ -256,12 +339,89 @@ def test_tail_dead_letters_shows_an_undecodable_payload(
     for letter in letters:
         assert letter["app"] == "bank"
         assert letter["error_type"] == "DecodeError"
+        # The reason says what is wrong once (it was "payload is not valid msgpack: MessagePack data is ...").
+        assert letter["error"] == "Deposit: MessagePack data is malformed: invalid opcode '\\xc1' (byte 0)"
         assert base64.b64decode(letter["payload"]) == garbage
     assert bank.proc.poll() is None
     assert processes.stop(tail) == 0
 
 
 # -- router, run, demo --------------------------------------------------------------------------
+
+
+def test_router_on_a_port_in_use_says_so_in_one_line_and_exits_1(processes: Processes, router: str) -> None:
+    """A second router on a taken port: one line naming the cause, exit 1 (it was a 30-line ExceptionGroup)."""
+    result = edabus_cli(processes, "router", "--listen", router)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: cannot start the router: "), result.stderr
+    assert "Address already in use" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert ".rs" not in result.stderr  # no Rust source paths
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("router", "--listen", "127.0.0.1:7447"),
+        ("router", "--listen", "tcp/127.0.0.1:99999"),
+        ("status", "--connect", "tcp/127.0.0.1:99999999999999999999999"),
+        ("run", "examples.bank:app", "--listen", "tcp/localhost"),
+    ],
+    ids=["no-protocol", "port-too-big", "port-huge", "no-port"],
+)
+def test_a_malformed_endpoint_is_a_usage_error(processes: Processes, args: tuple[str, ...]) -> None:
+    """An endpoint without PROTOCOL/ or with a port out of range: exit 2, a line that says how to write one."""
+    result = edabus_cli(processes, *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert ".rs" not in result.stderr
+    assert "argument --" in result.stderr
+    assert "tcp/127.0.0.1:7447" in result.stderr  # the example of a good one
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "inf", "1e300", "1e400", "nan", "soon"])
+@pytest.mark.parametrize("command", ["status", "request", "publish"])
+def test_a_timeout_must_be_positive_finite_seconds(processes: Processes, command: str, value: str) -> None:
+    """--timeout takes seconds above 0 and at most a day: anything else is exit 2 with one clear line."""
+    message = () if command == "status" else ("bank/account/a1/deposit", "{}")
+    result = edabus_cli(processes, command, *message, "--timeout", value)
+    assert result.returncode == 2, result.stderr
+    assert f"argument --timeout: {value!r}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_router_that_cannot_be_reached_is_one_line_without_rust_paths(processes: Processes) -> None:
+    """A connection error prints Zenoh's message without its Rust source path, exit 1."""
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    result = edabus_cli(processes, "status", "--connect", endpoint)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot open a Zenoh session (Unable to connect"), result.stderr
+    assert endpoint in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert ".rs" not in result.stderr
+
+
+def test_version_names_edabus_and_zenoh(processes: Processes) -> None:
+    """`--version` prints both versions and exits 0."""
+    result = edabus_cli(processes, "--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("edabus 0.")
+    assert "eclipse-zenoh 1." in result.stdout
+
+
+def test_log_options_work_after_the_subcommand_too(processes: Processes, tmp_path: Path) -> None:
+    """`edabus router --listen EP --log-json --log-level debug` logs JSON lines (they were refused there)."""
+    port = free_port()
+    log = tmp_path / "router.log"
+    with log.open("wb") as stderr:
+        proc = processes.edabus(
+            "router", "--listen", f"tcp/127.0.0.1:{port}", "--log-json", "--log-level", "debug", stderr=stderr
+        )
+    wait_for_port(port, proc=proc)
+    assert processes.stop(proc) == 0
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]  # JSON, every line
+    assert "router.started" in events
+    assert events[-1] == "router.stopped"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -289,10 +449,11 @@ def test_run_stops_cleanly_on_sigterm(processes: Processes, bank: NodeProcess) -
     assert events[-1] == "node.stopped"
 
 
-def test_run_loads_an_app_from_a_file_path(processes: Processes, router: str, tmp_path: Path) -> None:
-    """`run path/to/file.py:app` hosts an app defined in a file outside any package."""
+@pytest.mark.parametrize("attr", [":app", ""], ids=["named", "default"])
+def test_run_loads_an_app_from_a_file_path(processes: Processes, router: str, tmp_path: Path, attr: str) -> None:
+    """`run path/to/file.py:app` hosts an app defined in a file outside any package; `:app` may be left out."""
     (tmp_path / "greeter.py").write_text(GREETER)
-    node = NodeProcess(processes, router, tmp_path / "node.log", target=f"{tmp_path / 'greeter.py'}:app")
+    node = NodeProcess(processes, router, tmp_path / "node.log", target=f"{tmp_path / 'greeter.py'}{attr}")
     node.wait_until_up("greeter")
     assert cli_request(processes, router, "greeter/ada/greet") == {"text": "hello ada"}
     assert processes.stop(node.proc) == 0

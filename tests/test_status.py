@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 import edabus
 from edabus._status import ClusterStatus, NodeStatus, gather_status, render_json, render_table
 from examples.bank import Deposit
-from tests.cluster._nodes import WAIT_S, NodeProcess
+from tests.cluster._nodes import WAIT_S, NodeProcess, live_actors
 from tests.conftest import Processes
 
 pytestmark = pytest.mark.timeout(120)
@@ -172,6 +173,71 @@ def test_a_node_that_does_not_answer_is_listed_with_a_note() -> None:
         ("n1", None),
         ("n2", "no statistics reply within 2 s"),
     ]
+
+
+def _actor_rows(table: str) -> set[tuple[str, ...]]:
+    """The rows under the ``GROUP KEY NODE`` header of `status --actors`."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split() == ["GROUP", "KEY", "NODE"])
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        rows.append(tuple(line.split()))
+    return set(rows)
+
+
+def test_status_actors_shows_which_node_holds_each_key(processes: Processes, router: str, cluster: list[str]) -> None:
+    """`status --actors` lists each live actor with the node that holds it, as the nodes' actor queryables say."""
+    anyio.run(deposit_and_wait, router)
+
+    async def held() -> dict[str, dict[str, list[str]]]:
+        async with edabus.connect(router) as bus:
+            return await live_actors(bus)
+
+    expected = {
+        (group, key or "-", node)
+        for node, groups in anyio.run(held).items()
+        for group, keys in groups.items()
+        for key in keys
+    }
+    assert {key for group, key, _ in expected if group == "bank/Account"} == set(DEPOSITS)
+    assert {node for _, _, node in expected} <= set(cluster)
+
+    result = status_cli(processes, "--connect", router, "--actors")
+    assert result.returncode == 0, result.stderr
+    assert _actor_rows(result.stdout) == expected
+    assert f"{len(expected)} live actors." in result.stdout
+
+    document = json.loads(status_cli(processes, "--connect", router, "--json", "--actors").stdout)
+    accounts = document["actors"]["bank/Account"]
+    assert sorted(accounts) == sorted(DEPOSITS)
+    assert {(key, tuple(nodes)) for key, nodes in accounts.items()} == {
+        (key, (node,)) for group, key, node in expected if group == "bank/Account"
+    }
+
+    plain = status_cli(processes, "--connect", router)  # the default stays counts only
+    assert "GROUP  KEY" not in plain.stdout
+    assert "actors" not in json.loads(status_cli(processes, "--connect", router, "--json").stdout)
+
+
+def test_the_actors_table_marks_singletons_and_keys_on_two_nodes() -> None:
+    """A singleton's key shows as '-'; a key two nodes hold while it moves shows both; none live says so."""
+    status = ClusterStatus(
+        nodes=(NodeStatus(node="n1"), NodeStatus(node="n2")),
+        members={"bank/Account": ("n1", "n2")},
+        actors={"bank/Account": {"a1": ("n1",), "a2": ("n1", "n2")}, "bank/AuditLog": {"": ("n2",)}},
+    )
+    table = render_table(status)
+    assert _actor_rows(table) == {
+        ("bank/Account", "a1", "n1"),
+        ("bank/Account", "a2", "n1,n2"),
+        ("bank/AuditLog", "-", "n2"),
+    }
+    assert "3 live actors." in table
+    assert json.loads(render_json(status))["actors"]["bank/Account"]["a2"] == ["n1", "n2"]
+    empty = render_table(msgspec.structs.replace(status, actors={}))
+    assert empty.splitlines()[-3:] == ["GROUP  KEY  NODE", "", "No live actor."]
 
 
 def test_status_names_every_group_every_time(router: str, cluster: list[str]) -> None:
