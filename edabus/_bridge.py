@@ -18,13 +18,14 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
-import structlog
+
+from ._logging import get_logger
 
 __all__ = ["DEFAULT_OVERFLOW_LIMIT", "Inbox", "Waker"]
 
 T = TypeVar("T")
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_OVERFLOW_LIMIT = 150_000  # (inbox_size + this) / window = 10 flooding edabus publishers
 _KEEP_REJECTED = 10_000  # rejected items kept for dead letters at a time; beyond this only counted

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 import msgspec
-import structlog
 import zenoh
 
 from ._bridge import Inbox
@@ -24,6 +23,7 @@ from ._credit import wait_for_credit
 from ._envelope import Envelope, envelope_of
 from ._exceptions import BusClosedError, DecodeError, NoRouteError, RequestTimeout, Undelivered
 from ._local import LocalRoutes
+from ._logging import get_logger
 from ._message import Message, decode_message, encode, key_for, message_type
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
 from ._replies import Replies, is_decisive, settle
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Bus", "Envelope", "envelope_of"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _R = TypeVar("_R")
 _BLOCK = zenoh.CongestionControl.BLOCK

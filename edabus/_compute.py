@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import structlog
-
 from ._actor import Actor
 from ._gpus import _cupy, gpu_count
+from ._logging import get_logger
 
 __all__ = ["ComputeWorker", "gpu_count"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class ComputeWorker(Actor):

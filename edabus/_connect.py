@@ -8,17 +8,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-import structlog
 import zenoh
 
 from ._bus import Bus
 from ._config import make_config
 from ._exceptions import BusClosedError
+from ._logging import get_logger
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED
 
 __all__ = ["connect"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @asynccontextmanager

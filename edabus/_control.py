@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
-import structlog
 import zenoh
 
+from ._logging import get_logger
 from ._message import decode_message, encode
 from ._wire import (
     CatalogEntry,
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["answer_control", "catalog", "validate"]
 
 _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def answer_control(node: Node, kind: str, query: zenoh.Query) -> None:

@@ -36,11 +36,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 import zenoh
 
 from ._bridge import Waker
 from ._exceptions import PublishTimeout
+from ._logging import get_logger
 from ._wire import PREFIX
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ __all__ = [
     "wait_for_credit",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Measured through a router with a fast actor (row 3 of `python -m benchmarks`, the order of
 # the variants rotated; docs/benchmarks.md): against no credit, a window of 1,000 cost 19% of

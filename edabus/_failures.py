@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ._bridge import Inbox
     from ._bus import Bus, Envelope
     from ._cell import Cell, Counters, Work
+    from ._logging import Logger
 
 __all__ = ["FailureHandling"]
 
@@ -37,7 +38,7 @@ class FailureHandling:
     cpu_fallback: bool
     on_cpu: bool
     _counters: Counters
-    _log: Any
+    _log: Logger
     _bus: Bus | None
 
     if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class FailureHandling:
         """A handler raised: answer or dead-letter ``works``, then apply the policy; False if the cell stops."""
         self._counters.failed += len(works)
         directive = self.policy.directive_for(exc)
+        # An exception a handler raises is often expected (a refused withdrawal): one line, the
+        # traceback at debug, where it is wanted for a bug.
         self._log.warning(
             "actor.failed",
             key=cell.key,
@@ -57,8 +60,8 @@ class FailureHandling:
             batch=len(works),
             error=repr(exc),
             directive=directive,
-            exc_info=exc,
         )
+        self._log.debug("actor.failed_traceback", key=cell.key, exc_info=exc)
         try:
             await call_hook(instance.on_failure, exc, works[0].msg)
         except Exception:  # noqa: BLE001 - a broken hook must not stop the group
@@ -67,7 +70,7 @@ class FailureHandling:
             if work.query is not None:
                 reply_error(work.query, exc)
             if work.query is None or work.spec.message_type.__edabus_reliable__:  # a requester has its error
-                self.dead_letter(work.envelope, exc)
+                self.dead_letter(work.envelope, exc, logged=True)
         if directive == "resume":
             return True
         if directive == "stop":
@@ -92,7 +95,7 @@ class FailureHandling:
         if not await self.start_instance(cell):
             await self._after_stop(cell)
             return False
-        self._log.info("actor.restarted", key=cell.key, attempt=attempt, backoff=round(delay, 6))
+        self._log.debug("actor.restarted", key=cell.key, attempt=attempt, backoff=round(delay, 6))
         return True
 
     def _reset_window(self, cell: Cell) -> None:
@@ -150,9 +153,16 @@ class FailureHandling:
             query.drop()
         self.dead_letter(envelope, exc)
 
-    def dead_letter(self, envelope: Envelope, exc: BaseException) -> None:
-        """Publish a message no actor could handle on the group's dead-letter key; count and log it."""
+    def dead_letter(self, envelope: Envelope, exc: BaseException, *, logged: bool = False) -> None:
+        """Publish a message no actor could handle on the group's dead-letter key; count and log it.
+
+        A warning, unless ``logged``: its cause was (a handler's failure), and the letter is at debug.
+        """
         self._counters.dead_letters += 1
-        self._log.warning("message.dead_lettered", key=envelope.key, error_type=type(exc).__name__, error=str(exc))
+        fields = {"key": envelope.key, "error_type": type(exc).__name__, "error": str(exc)}
+        if logged:
+            self._log.debug("message.dead_lettered", **fields)
+        else:
+            self._log.warning("message.dead_lettered", **fields)
         if self._bus is not None and not self._bus.closed:
             publish_dead_letter(self._bus, app=self.app, group=self.name, envelope=envelope, exc=exc, log=self._log)

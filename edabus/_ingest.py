@@ -30,10 +30,10 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import structlog
 import zenoh
 
 from ._envelope import envelope_of, query_envelope
+from ._logging import get_logger
 
 if TYPE_CHECKING:
     from ._bridge import Inbox
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CHANNEL_SIZE", "CONTROL", "GroupIntake", "Lane", "covering_pattern"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CHANNEL_SIZE = 2048  # remote puts a group's channel holds before Zenoh's receive thread waits
 # The "message type" of a control item in a group's inbox (a membership change): its

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import msgspec
-import structlog
 import zenoh
 
 from ._bridge import DEFAULT_OVERFLOW_LIMIT, Inbox
@@ -29,6 +28,7 @@ from ._envelope import Envelope
 from ._exceptions import ActorStopped, EdabusError
 from ._gpus import local_gpus
 from ._ingest import CONTROL, GroupIntake
+from ._logging import get_logger
 from ._membership import Membership
 from ._message import Message
 from ._puller import Puller
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Node"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_INBOX_SIZE = 10_000  # per group
 DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages finish

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
-import structlog
 import zenoh
 
 from ._bridge import Waker
 from ._exceptions import Undelivered
+from ._logging import get_logger
 from ._wire import ErrorReply, Meta, encode_meta
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_ACK_TIMEOUT", "DEFAULT_MAX_UNACKED", "RETRYABLE", "Outbox"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_ACK_TIMEOUT = 5.0
 DEFAULT_MAX_UNACKED = 10_000

@@ -25,9 +25,9 @@ import typing
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 
 from ._exceptions import DefinitionError, OutOfOrder, StaleStateError, StateStoreError, StateTooLarge
+from ._logging import get_logger
 from ._replies import reply, reply_error
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_STATE_SIZE", "SEEN_LIMIT", "Durability", "Verdict", "state_type_of"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_MAX_STATE_SIZE = 1 << 20  # 1 MiB
 SEEN_LIMIT = 10_000  # (sender, key) pairs an actor remembers; the oldest are forgotten

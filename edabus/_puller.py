@@ -28,15 +28,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import structlog
 import zenoh
+
+from ._logging import get_logger
 
 if TYPE_CHECKING:
     from ._ingest import Lane
 
 __all__ = ["Puller"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 IDLE_MIN_S = 0.00005
 IDLE_MAX_S = 0.001

@@ -13,17 +13,17 @@ from typing import Any
 
 import anyio
 import msgspec
-import structlog
 import zenoh
 
 from ._bridge import Waker
 from ._exceptions import RemoteError, RequestTimeout
+from ._logging import get_logger
 from ._message import Message, encode
 from ._wire import ErrorReply, Meta, decode_meta, encode_meta
 
 __all__ = ["NIL", "Replies", "is_decisive", "reply", "reply_error", "settle"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 NIL = b"\xc0"  # msgpack nil: the payload of a reply from a handler that returned None
 _error_decoder = msgspec.msgpack.Decoder(ErrorReply)

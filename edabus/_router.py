@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
-import structlog
 import zenoh
 
 from ._bridge import Inbox, Waker
 from ._credit import Window
 from ._exceptions import EdabusError, NoRouteError
+from ._logging import get_logger
 from ._membership import Membership
 from ._wire import (
     PREFIX,
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_HOPS", "GroupRoute", "Router", "forward"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MAX_HOPS = 3  # a routed message passed on this often is dead-lettered: the members' views disagree
 CATALOG_TIMEOUT = 2.0

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import anyio
-import structlog
 
 from ._bridge import Waker
 from ._exceptions import EdabusError, StaleStateError
+from ._logging import get_logger
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -41,7 +41,7 @@ __all__ = [
     "stores_of",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class Stored(NamedTuple):

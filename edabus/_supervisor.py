@@ -14,7 +14,6 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import structlog
 import zenoh
 
 from ._actor import Actor, ActorContext, call_handler, call_hook, group_handlers
@@ -23,6 +22,7 @@ from ._bus import Envelope
 from ._cell import Cell, Counters, Work
 from ._exceptions import ActorStopped, DecodeError, DefinitionError, MailboxFull, PayloadTooLarge, StateError
 from ._failures import FailureHandling
+from ._logging import get_logger
 from ._mailbox import Mailbox
 from ._message import Message, decode_message, too_large
 from ._policy import RestartPolicy
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Overflow", "Supervisor"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_MAILBOX_SIZE = 1000
 Overflow = Literal["backpressure", "drop_newest", "drop_oldest"]
@@ -273,7 +273,7 @@ class Supervisor(FailureHandling):
             self.close_cell(cell, ActorStopped(f"{self.actor_cls.__name__}({cell.key!r}) failed to start: {exc!r}"))
             return False
         cell.instance = instance
-        self._log.info("actor.spawned", key=cell.key)
+        self._log.debug("actor.spawned", key=cell.key)
         return True
 
     async def stop_instance(
@@ -301,7 +301,7 @@ class Supervisor(FailureHandling):
                 if save and durability.needs_save(cell, instance):
                     await durability.save(cell, self.state_key(cell))
                 durability.answer(cell, StateError(f"{self.actor_cls.__name__}({cell.key!r}) stopped before saving"))
-        self._log.info(event, key=cell.key, **fields)
+        self._log.debug(event, key=cell.key, **fields)  # routine: the cause, if any, is logged by who stops it
 
     def close_cell(self, cell: Cell, exc: Exception) -> None:
         """Mark the cell closed and fail what is queued in it."""

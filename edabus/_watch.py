@@ -15,10 +15,10 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import structlog
 import zenoh
 
 from ._ingest import CONTROL
+from ._logging import get_logger
 from ._wire import barrier_key, member_key, parse_member_key
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["JOIN_BARRIER_TIMEOUT", "MemberWatch"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 JOIN_BARRIER_TIMEOUT = 2.0  # a new member that does not answer its barrier joins anyway, this much later
 

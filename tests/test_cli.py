@@ -438,15 +438,16 @@ def test_router_stops_cleanly_on_a_signal(processes: Processes, tmp_path: Path, 
     assert "router.stopped" in log.read_text()
 
 
-def test_run_stops_cleanly_on_sigterm(processes: Processes, bank: NodeProcess) -> None:
+def test_run_stops_cleanly_on_sigterm(processes: Processes, router: str, tmp_path: Path) -> None:
     """`run` stops its actors (on_stop runs), withdraws the node and exits 0 on SIGTERM."""
+    bank = NodeProcess(processes, router, tmp_path / "node.log", log_level="debug")  # actor.stopped is at debug
+    bank.wait_until_up()
     cli_request(processes, bank.endpoint, "bank/account/live/balance")  # an actor is alive now
     wait_for_signal_handler(bank.proc, signal.SIGTERM)
     bank.proc.send_signal(signal.SIGTERM)
     assert bank.proc.wait(timeout=10) == 0
-    events = bank.events()
-    assert "actor.stopped" in events
-    assert events[-1] == "node.stopped"
+    assert "actor.stopped" in bank.events()
+    assert [r["event"] for r in bank.records() if r["level"] != "debug"][-1] == "node.stopped"
 
 
 @pytest.mark.parametrize("attr", [":app", ""], ids=["named", "default"])

@@ -43,11 +43,12 @@ class NodeProcess:
         target: str = "examples.bank:app",
         node_id: str | None = None,
         env: dict[str, str] | None = None,
+        log_level: str = "info",
     ) -> None:
         self.endpoint = endpoint
         self.log = log
         self.node_id = node_id
-        args = ["--log-json", "run", target, "--connect", endpoint]
+        args = ["--log-json", "--log-level", log_level, "run", target, "--connect", endpoint]
         if node_id is not None:
             args += ["--node-id", node_id]
         with log.open("wb") as stderr:
