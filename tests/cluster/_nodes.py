@@ -7,6 +7,7 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,9 @@ class Cluster:
                 node.proc.terminate()
         for node in self.nodes.values():
             self.processes.stop(node.proc)
+
+
+ClusterFactory = Callable[[str, str, tuple[str, ...]], Cluster]
 
 
 async def live_actors(bus: edabus.Bus) -> dict[str, dict[str, list[str]]]:

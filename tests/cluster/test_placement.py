@@ -19,8 +19,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
 import anyio
@@ -33,6 +32,7 @@ from examples.bank import Audit, Balance, GetAudit, GetBalance
 from tests.cluster._nodes import (
     WAIT_S,
     Cluster,
+    ClusterFactory,
     group_stats,
     live_actors,
     load_report,
@@ -44,32 +44,11 @@ from tests.conftest import Processes, free_port, wait_for_port
 
 NODES = ("n1", "n2", "n3")
 
-ClusterFactory = Callable[[str, str, tuple[str, ...]], Cluster]
-
 
 @pytest.fixture
 def anyio_backend() -> str:
     """One backend: the behaviour under test lives in the node processes."""
     return "asyncio"
-
-
-@pytest.fixture
-def clusters(
-    processes: Processes,
-    router: str,  # noqa: ARG001 - requested so that its teardown comes after ours
-    tmp_path: Path,
-) -> Iterator[ClusterFactory]:
-    """Make clusters of node processes; their nodes are stopped before the router is."""
-    made: list[Cluster] = []
-
-    def make(target: str, app: str, groups: tuple[str, ...]) -> Cluster:
-        cluster = Cluster(processes, tmp_path, target=target, app=app, groups=groups)
-        made.append(cluster)
-        return cluster
-
-    yield make
-    for cluster in made:
-        cluster.stop_all()
 
 
 async def start_cluster(make: ClusterFactory, endpoint: str, kind: str, nodes: tuple[str, ...] = NODES) -> Cluster:
