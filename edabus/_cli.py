@@ -25,7 +25,7 @@ from ._args import MAX_TIMEOUT, config_file, endpoint, log_options, plain, secon
 from ._bus import Bus
 from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
 from ._connect import connect
-from ._exceptions import DecodeError, EdabusError, KeyValueError, RemoteError
+from ._exceptions import DecodeError, EdabusError, KeyValueError, RemoteError, Undelivered
 from ._keys import check_concrete_key
 from ._logging import configure_logging
 from ._node import Node
@@ -192,8 +192,8 @@ async def _catalog(bus: Bus, timeout: float) -> list[tuple[str, CatalogEntry]]:
     return entries
 
 
-async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes, str, bool]:
-    """The payload for ``text`` on ``key``: (payload, type name, whether a live group serves it)."""
+async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes, CatalogEntry | None]:
+    """The payload for ``text`` on ``key``, and the catalog entry of the live group that serves it (if any)."""
     try:
         check_concrete_key(key)
     except KeyValueError as exc:
@@ -210,14 +210,14 @@ async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes
         raise UsageError("the JSON holds an integer beyond 64 bits, which msgpack cannot carry") from None
     hosts = [(node, entry) for node, entry in await _catalog(bus, timeout) if fits(entry, key)]
     if not hosts:
-        return payload, "", False
+        return payload, None
     # A node that hosts the type validates the fields (and the ones the key carries) with the
     # real type: the node that listed it, for the app and group that listed it.
     node, entry = hosts[0]
     request = ValidateRequest(type=entry.type, fields=fields, key=key, app=entry.app, group=entry.group)
     for reply in await bus.query(validate_key(node), timeout=timeout, payload=msgspec.msgpack.encode(request)):
         if reply.ok is not None:
-            return reply.ok.payload.to_bytes(), entry.type, True
+            return reply.ok.payload.to_bytes(), entry
         if reply.err is not None:
             try:
                 detail = decode_untrusted(_error_decoder, reply.err.payload.to_bytes(), "validation reply").message
@@ -227,14 +227,22 @@ async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes
             raise UsageError(
                 f"the JSON does not fit {entry.type} ({entry.key}): {detail.removeprefix(entry.type + ': ')}"
             )
-    return payload, entry.type, True
+    return payload, entry
 
 
 async def _cmd_publish(args: argparse.Namespace) -> int:
     async with connect(**_bus_args(args)) as bus:
-        payload, type_name, served = await _prepare(bus, args.key, args.json, args.timeout)
-        bus.put(args.key, payload, encode_meta(bus.next_meta(type_name)))
-    if not served:
+        payload, entry = await _prepare(bus, args.key, args.json, args.timeout)
+        if entry is not None and entry.reliable:  # at least once: kept and resent until its owner acknowledges it
+            await bus.outbox.send(args.key, payload, entry.type, "")
+            try:
+                await bus.wait_delivered(args.timeout)
+            except Undelivered:  # exit 1, saying so; closing the bus need not wait for it again
+                bus.drain_timeout = 0
+                raise
+        else:
+            bus.put(args.key, payload, encode_meta(bus.next_meta(entry.type if entry else "")))
+    if entry is None:
         _stderr(
             f"warning: no live group serves {args.key!r} (no node listed its type within {args.timeout:g} s); "
             "the message went out with no listener"
@@ -245,7 +253,8 @@ async def _cmd_publish(args: argparse.Namespace) -> int:
 
 async def _cmd_request(args: argparse.Namespace) -> int:
     async with connect(**_bus_args(args)) as bus:
-        payload, type_name, _ = await _prepare(bus, args.key, args.json, args.timeout)
+        payload, entry = await _prepare(bus, args.key, args.json, args.timeout)
+        type_name = entry.type if entry else ""
         try:
             reply, _meta = await bus.request_raw(args.key, payload, type_name=type_name, timeout=args.timeout)
         except RemoteError as exc:

@@ -74,6 +74,7 @@ def catalog(node_id: str, supervisors: Iterable[Supervisor], *, window: tuple[in
                     gpus_first=sup.prefers_gpus,
                     window=window[0],
                     window_bytes=window[1],
+                    reliable=message_type.__edabus_reliable__,
                 )
             )
     return NodeCatalog(node=node_id, entries=entries)

@@ -132,7 +132,8 @@ class CatalogEntry(msgspec.Struct):
     one. Publishers route by them (docs/cluster.md); a catalog without ``kind`` (an
     older node) is not routed to. ``window`` and ``window_bytes`` are the credit the
     node grants each publisher for the group (docs/supervision.md, "Flow control");
-    0 (an older node): none, publishers are not held back.
+    0 (an older node): none, publishers are not held back. ``reliable``: the type is
+    ``reliable=True``, so tools send it as a reliable message (docs/durability.md).
     """
 
     type: str
@@ -146,6 +147,7 @@ class CatalogEntry(msgspec.Struct):
     gpus_first: bool = False
     window: int = 0
     window_bytes: int = 0
+    reliable: bool = False
 
 
 class ValidateRequest(msgspec.Struct):

@@ -20,6 +20,7 @@ import pytest
 import zenoh
 
 import edabus
+from edabus._membership import rendezvous_owner
 from examples.bank import Deposit
 from examples.vault import Deposit as VaultDeposit
 from tests.cluster._nodes import WAIT_S, NodeProcess, cli_request, client_config
@@ -152,6 +153,42 @@ def test_publish_and_request_reach_each_app_when_three_share_a_router(processes:
     reply = cli_request(processes, three_apps, "pipeline/jobs/1", '{"text": "three apps, one bus"}')
     assert isinstance(reply, dict)
     assert (reply["job_id"], reply["words"]) == (1, 4)
+
+
+def test_publish_of_a_reliable_type_waits_for_its_acknowledgement(
+    processes: Processes, router: str, tmp_path: Path
+) -> None:
+    """A vault deposit is reliable: `publish` sends it as one and exits 1 if its owner (paused) never acknowledges it.
+
+    A plain put would have exited 0 with the deposit unconfirmed. Once the owner runs
+    again, a second publish is acknowledged and applied.
+    """
+    env = {"EDABUS_VAULT_DB": str(tmp_path / "vault.db")}
+    nodes = {
+        node_id: NodeProcess(
+            processes, router, tmp_path / f"{node_id}.log", target="examples.vault:app", node_id=node_id, env=env
+        )
+        for node_id in ("v1", "v2")
+    }
+    for node in nodes.values():
+        node.wait_until_up("vault")
+    account = next(f"p{i}" for i in range(100) if rendezvous_owner(("v1", "v2"), f"p{i}") == "v2")
+    owner = nodes["v2"].proc
+    connect = ("--connect", router)
+    owner.send_signal(signal.SIGSTOP)
+    try:
+        result = edabus_cli(
+            processes, "publish", f"vault/{account}/deposit", '{"amount": 5}', "--timeout", "2", *connect
+        )
+    finally:
+        owner.send_signal(signal.SIGCONT)
+    assert result.returncode == 1, result.stderr
+    assert "not acknowledged within 2" in result.stderr
+    result = edabus_cli(processes, "publish", f"vault/{account}/deposit", '{"amount": 7}', *connect)
+    assert result.returncode == 0, result.stderr
+    # The first deposit's sender is gone: only the second is sure (the first may have landed too).
+    holdings = cli_request(processes, router, f"vault/{account}/holdings")
+    assert holdings in ({"balance": 7, "deposits": 1}, {"balance": 12, "deposits": 2})
 
 
 def test_publish_refuses_a_field_the_type_does_not_have(processes: Processes, three_apps: str) -> None:
