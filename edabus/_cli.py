@@ -25,7 +25,7 @@ from ._args import MAX_TIMEOUT, config_file, endpoint, log_options, plain, secon
 from ._bus import Bus
 from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
 from ._connect import connect
-from ._exceptions import DecodeError, EdabusError, KeyValueError, RemoteError, Undelivered
+from ._exceptions import DecodeError, DuplicateNodeError, EdabusError, KeyValueError, RemoteError, Undelivered
 from ._keys import check_concrete_key
 from ._logging import configure_logging
 from ._node import Node
@@ -154,16 +154,20 @@ def load_app(target: str) -> App:
 @_until_signal
 async def _cmd_run(args: argparse.Namespace, stop: anyio.Event) -> int:
     apps = [load_app(target) for target in args.target]
-    async with (
-        connect(args.connect or None, listen=args.listen or None, config=args.config, node_id=args.node_id) as bus,
-        Node(bus, apps, gpus=_gpus(args.gpus)),
-    ):
-        # What start-up built (modules, the apps, the session) lives as long as the
-        # process: keep the collector's full passes off it (about 5% of a busy node).
-        gc.collect()
-        gc.freeze()
-        log.info("run.ready", frozen_objects=gc.get_freeze_count())
-        await stop.wait()
+    async with connect(
+        args.connect or None, listen=args.listen or None, config=args.config, node_id=args.node_id
+    ) as bus:
+        try:
+            async with Node(bus, apps, gpus=_gpus(args.gpus)):
+                # What start-up built (modules, the apps, the session) lives as long as the
+                # process: keep the collector's full passes off it (about 5% of a busy node).
+                gc.collect()
+                gc.freeze()
+                log.info("run.ready", frozen_objects=gc.get_freeze_count())
+                await stop.wait()
+        except DuplicateNodeError:  # raised before the node declared anything
+            msg = f"node id {bus.node_id!r} is already live on this bus; give each node its own --node-id"
+            raise UsageError(msg) from None
     return EXIT_OK
 
 

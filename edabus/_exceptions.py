@@ -10,6 +10,7 @@ Every error edabus raises derives from `EdabusError`::
     │   └── PayloadTooLarge         a payload is over its type's max_size (refused undecoded)
     ├── BusClosedError              the bus is closed, or was never opened
     ├── NotAttachedError            an actor used the bus before any supervisor ran it
+    ├── DuplicateNodeError          a node's id is already live on the bus
     ├── SelfRequestError            an actor sent a request to itself (it would wait for itself)
     ├── NoRouteError                no live group serves a request's key
     ├── RequestTimeout              no reply came before the deadline
@@ -36,6 +37,7 @@ __all__ = [
     "BusClosedError",
     "DecodeError",
     "DefinitionError",
+    "DuplicateNodeError",
     "EdabusError",
     "InboxOverflow",
     "KeyTemplateError",
@@ -88,6 +90,10 @@ class BusClosedError(EdabusError, RuntimeError):
 
 class NotAttachedError(EdabusError, RuntimeError):
     """An actor tried to publish or request while no supervisor runs it on a bus."""
+
+
+class DuplicateNodeError(EdabusError, RuntimeError):
+    """A node's id is already live on the bus: two nodes under one id would both take the same keys."""
 
 
 class SelfRequestError(EdabusError, RuntimeError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -31,10 +31,11 @@ from ._ingest import CONTROL, GroupIntake
 from ._logging import get_logger
 from ._membership import Membership
 from ._message import Message
+from ._proof import Lease, check_unique, declare_identity
 from ._puller import Puller
 from ._statistics import SupervisorStatistics
 from ._store import close_stores, stores_of
-from ._watch import MemberWatch
+from ._watch import MemberWatch, keep_leases, proven_members
 from ._wire import (
     PREFIX,
     actors_key,
@@ -42,7 +43,6 @@ from ._wire import (
     catalog_key,
     credit_key,
     member_key,
-    parse_member_key,
     route_prefix,
     routes_barrier_key,
     stats_key,
@@ -123,6 +123,7 @@ class Node:
         self._checkpoints: dict[Supervisor, Checkpoints] = {}
         self._control: Inbox[Callable[[], None]] | None = None
         self.memberships: dict[Supervisor, Membership] = {}
+        self._leases: dict[Supervisor, Lease] = {}
         self._dispatching: set[Supervisor] = set()
         self._tg: TaskGroup | None = None
         self._declared: list[Any] = []
@@ -166,6 +167,7 @@ class Node:
         if self.bus.hosting:
             msg = "this bus already hosts a node; host every app in one Node"
             raise EdabusError(msg)
+        await check_unique(self.bus.session, self.node_id)  # before anything of ours is declared
         self.bus.hosting = True
         self._loop_thread = threading.get_ident()
         tg = self._tg = anyio.create_task_group()
@@ -180,9 +182,9 @@ class Node:
                     sup.app, sup.name, self.node_id, gpus=len(self.gpus), prefer_gpus=sup.prefers_gpus
                 )
                 # Learn the other members before taking messages: a node that thought it
-                # was alone would take every key.
-                live = await self.bus.live_tokens(member_key(sup.app, sup.name))
-                membership.update(joined=dict(_labels(live)))
+                # was alone would take every key. Only tokens a node's session answers for count.
+                lease = self._leases[sup] = Lease()
+                membership.update(joined=await proven_members(self.bus, sup.app, sup.name, self.node_id, lease))
                 sup.attach(self.bus, tg, membership)
                 inbox = self._inboxes[sup] = Inbox(
                     self._inbox_size,
@@ -194,9 +196,12 @@ class Node:
                 self._checkpoints[sup] = Checkpoints(inbox)
                 tg.start_soon(self._dispatch, sup, inbox)
                 tg.start_soon(sup.dead_letter_overflow, inbox)
-            self._watch_members()
+            watches = self._watch_members()
             self._declare_routes()
             tg.start_soon(self._serve_control, self._control)
+            groups = [f"{app}/{group}" for app, group in self.supervisors]
+            self._declared.append(declare_identity(self.bus.session, self.node_id, groups))
+            tg.start_soon(keep_leases, self.bus, watches, self._control.push)
             for app, group in self.supervisors:
                 token = member_key(app, group, self.node_id, len(self.gpus))
                 self._tokens.append(self.bus.session.liveliness().declare_token(token))
@@ -293,9 +298,10 @@ class Node:
                 checkpoints.release()
             self._dispatching.discard(sup)
 
-    def _watch_members(self) -> None:
+    def _watch_members(self) -> list[MemberWatch]:
         """Follow each group's member tokens; each change takes effect in the group's inbox order."""
         assert self._control is not None  # noqa: S101 - made in __aenter__
+        watches = []
         for sup, membership in self.memberships.items():
             watch = MemberWatch(
                 self.bus,
@@ -303,8 +309,11 @@ class Node:
                 push=self._inboxes[sup].push,
                 flush=functools.partial(self._flush_group, sup),  # its lane is made later
                 control=self._control.push,
+                lease=self._leases[sup],
             )
             self._declared.append(watch.declare())
+            watches.append(watch)
+        return watches
 
     async def _serve_control(self, inbox: Inbox[Callable[[], None]]) -> None:
         """Answer the node's own queries.
@@ -388,11 +397,3 @@ class Node:
         # and this runs once per node stop.
         while not self._idle():  # noqa: ASYNC110
             await anyio.sleep(0.005)
-
-
-def _labels(tokens: Sequence[str]) -> Iterator[tuple[str, int]]:
-    """``(node, gpus)`` of each member token."""
-    for token in tokens:
-        parsed = parse_member_key(token)
-        if parsed is not None:
-            yield parsed[2], parsed[3]

@@ -39,6 +39,7 @@ from ._credit import Window
 from ._exceptions import EdabusError, NoRouteError
 from ._logging import get_logger
 from ._membership import Membership
+from ._proof import LEASE_INTERVAL, Answers, Lease, ask_identity
 from ._wire import (
     PREFIX,
     CatalogEntry,
@@ -69,7 +70,8 @@ _catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
 
 Group = tuple[str, str]  # (app, group)
 WindowFactory = Callable[[str, str, int, int, str], "Window | None"]  # (app, group, limit, bytes, node)
-Change = tuple[bool, Group, str, int] | zenoh.Query  # a member token came or went; or a barrier query
+# A member token came or went; a node's sessions answered who they are; or a barrier query.
+Change = tuple[bool, Group, str, int] | tuple[str, Answers] | zenoh.Query
 
 
 class GroupRoute:
@@ -134,7 +136,11 @@ class Router:
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        self._tokens: dict[Group, dict[str, int]] = {}  # live members (node: GPU count) of every group
+        self._tokens: dict[Group, dict[str, int]] = {}  # proven live members (node: GPU count) of every group
+        self._seen: dict[Group, dict[str, int]] = {}  # every live member token, proven or not
+        self._leases: dict[Group, Lease] = {}
+        self._unproven: set[tuple[Group, str]] = set()  # tokens no session answers for (logged once each)
+        self._next_round = 0.0  # when the members' sessions are asked again (`_proof`)
         self._catalogs: dict[Group, list[CatalogEntry]] = {}  # what each group takes, from any of its nodes
         self._routes: dict[Group, GroupRoute] = {}  # the live groups whose catalog came
         self._plans: dict[type[Message], tuple[GroupRoute, ...] | None] = {}
@@ -154,7 +160,7 @@ class Router:
             return plan
 
     def members(self) -> dict[Group, list[str]]:
-        """The live members (node ids) of every group, from the member tokens this bus follows."""
+        """The live members (node ids) of every group: member tokens a node's session answers for."""
         return {group: sorted(nodes) for group, nodes in self._tokens.items()}
 
     def entries(self) -> list[CatalogEntry]:
@@ -264,13 +270,18 @@ class Router:
             self._changes.push((joined, (parsed[0], parsed[1]), parsed[2], parsed[3]))
 
     async def run(self) -> None:
-        """Apply member changes as they come; ask for the catalogs of groups not known yet."""
+        """Apply member changes as they come; ask for the catalogs of groups not known yet; keep the leases."""
         while True:
             with anyio.move_on_after(_RETRY_S):
                 batch = await self._changes.get_batch()
                 if not batch:
                     return  # closed
                 self._apply(batch)
+            if anyio.current_time() >= self._next_round:
+                self._next_round = anyio.current_time() + LEASE_INTERVAL
+                leased = {node for members in self._tokens.values() for node in members}
+                for node in leased | {node for group, node in self._unproven if node in self._seen.get(group, ())}:
+                    self._ask(node)
             unknown = {node for group, members in self._tokens.items() if group not in self._routes for node in members}
             for node in sorted(unknown):
                 await self._ask_catalogs(catalog_key(node))
@@ -279,28 +290,69 @@ class Router:
         for change in changes:
             if isinstance(change, zenoh.Query):  # after every change that came before it
                 _answer(change, routes_barrier_key(self._bus.node_id))
-                continue
-            joined, group, node, gpus = change
-            members = self._tokens.setdefault(group, {})
-            route = self._routes.get(group)
-            if joined:
-                if members.get(node) == gpus:
-                    continue
-                members[node] = gpus
-                if route is not None:
-                    route.update(joined={node: gpus})
+            elif len(change) == 2:  # noqa: PLR2004 - a node's answers
+                self._answered(*change)
             else:
-                if members.pop(node, None) is None:
-                    continue
-                if route is not None:
-                    route.update(left={node})
-                if not members:
-                    del self._tokens[group]
-                    gone = self._routes.pop(group, None)
-                    if gone is not None:
-                        gone.close()
-            self._forget_plans()
+                joined, group, node, gpus = change
+                seen = self._seen.setdefault(group, {})
+                if joined:
+                    seen[node] = gpus
+                    if self._tokens.get(group, {}).get(node) != gpus:
+                        self._ask(node)  # it counts once its session answers for it
+                else:
+                    seen.pop(node, None)
+                    if not seen:
+                        del self._seen[group]
+                    self._unproven.discard((group, node))
+                    self._leases.get(group, Lease()).forget(node)
+                    self._remove(group, node)
         self._complete()
+
+    def _ask(self, node: str) -> None:
+        """Ask who answers for ``node``; the answers come back as a change."""
+        if not self._bus.closed:
+            ask_identity(self._bus.session, node, lambda answers: self._changes.push((node, answers)))
+
+    def _answered(self, node: str, answers: Answers) -> None:
+        """Prove (or renew) ``node`` in every group it holds a token of."""
+        for group, seen in self._seen.items():
+            gpus = seen.get(node)
+            if gpus is None:
+                continue
+            lease = self._leases.setdefault(group, Lease())
+            if node in self._tokens.get(group, ()):
+                if not lease.renew(node, answers):
+                    log.warning("bus.member_lost", app=group[0], group=group[1], member=node)
+                    lease.forget(node)
+                    self._unproven.add((group, node))
+                    self._remove(group, node)
+            elif lease.prove(node, f"{group[0]}/{group[1]}", answers):
+                self._unproven.discard((group, node))
+                self._add(group, node, gpus)
+            elif (group, node) not in self._unproven:
+                self._unproven.add((group, node))
+                log.warning("bus.member_unproven", app=group[0], group=group[1], member=node)
+
+    def _add(self, group: Group, node: str, gpus: int) -> None:
+        self._tokens.setdefault(group, {})[node] = gpus
+        route = self._routes.get(group)
+        if route is not None:
+            route.update(joined={node: gpus})
+        self._forget_plans()
+
+    def _remove(self, group: Group, node: str) -> None:
+        members = self._tokens.get(group)
+        if members is None or members.pop(node, None) is None:
+            return
+        route = self._routes.get(group)
+        if route is not None:
+            route.update(left={node})
+        if not members:
+            del self._tokens[group]
+            gone = self._routes.pop(group, None)
+            if gone is not None:
+                gone.close()
+        self._forget_plans()
 
     def _forget_plans(self) -> None:
         """The groups or their members changed: plans and credit lists are made again when next used."""

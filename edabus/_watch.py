@@ -1,35 +1,43 @@
 """Following a group's member tokens, so that each change takes effect in the group's inbox order.
 
 A departure is pushed into the group's inbox from Zenoh's thread, so the
-arrivals before it are judged with the old members. A join is confirmed first
-with a barrier query to the new member: its reply leaves the router after the
-new member's subscriptions were known there, so every arrival behind the reply
-also reached the new member, and every arrival ahead of it is still ours to
-judge (a query on the data's priority travels behind that data). Either way the group's intake channel is moved into
-the inbox first (`_ingest`), so no earlier arrival is left behind the change.
+arrivals before it are judged with the old members. A join is proven first
+(`_proof`: the new member's own session answers for it as a node of the group;
+a token nobody answers for is logged once and ignored, and asked again every
+lease round), then confirmed with a barrier query to the new member: its reply
+leaves the router after the new member's subscriptions were known there, so
+every arrival behind the reply also reached the new member, and every arrival
+ahead of it is still ours to judge (a query on the data's priority travels
+behind that data). Either way the group's intake channel is moved into the inbox
+first (`_ingest`), so no earlier arrival is left behind the change.
+
+Every member's session is asked again each lease round (`keep_leases`); one that
+stops answering leaves the group here, even while a copy of its token lives on.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import zenoh
 
 from ._ingest import CONTROL
 from ._logging import get_logger
+from ._proof import LEASE_INTERVAL, Answers, Lease, ask_identity, identity_of
 from ._wire import barrier_key, member_key, parse_member_key
 
 if TYPE_CHECKING:
     from ._bus import Bus
     from ._membership import Membership
 
-__all__ = ["JOIN_BARRIER_TIMEOUT", "MemberWatch"]
+__all__ = ["JOIN_BARRIER_TIMEOUT", "MemberWatch", "keep_leases", "proven_members"]
 
 log = get_logger(__name__)
 
-JOIN_BARRIER_TIMEOUT = 2.0  # a new member that does not answer its barrier joins anyway, this much later
+JOIN_BARRIER_TIMEOUT = 2.0  # a proven member that does not answer its barrier joins anyway, this much later
 
 
 class MemberWatch:
@@ -43,12 +51,17 @@ class MemberWatch:
         push: Callable[..., None],
         flush: Callable[[], None],
         control: Callable[[Callable[[], None]], None],
+        lease: Lease,
     ) -> None:
         self._bus = bus
         self._membership = membership
         self._push = push
         self._flush = flush
         self._control = control
+        self._lease = lease
+        self._group = f"{membership.app}/{membership.group}"
+        self._tokens: dict[str, int] = {}  # node -> GPUs, of every member token alive (proven or not)
+        self._unproven: set[str] = set()  # tokens no session has answered for (logged once each)
 
     def declare(self) -> Any:
         """Subscribe to the group's member tokens (with the ones alive now)."""
@@ -65,10 +78,64 @@ class MemberWatch:
             return
         node, gpus = parsed[2], parsed[3]
         if sample.kind == zenoh.SampleKind.PUT:
-            self._control(functools.partial(self._confirm_join, node, gpus))
+            self._tokens[node] = gpus
+            self._control(functools.partial(self._prove, node))
         else:
+            self._tokens.pop(node, None)
             self._flush()
             self._push((CONTROL, functools.partial(self._changed, left={node}), None), force=True)
+
+    def _prove(self, node: str) -> None:
+        """Ask who answers for a member token's node (then `_proved`, on the loop)."""
+        if not self._bus.closed and node in self._tokens:
+            ask_identity(
+                self._bus.session, node, lambda answers: self._control(functools.partial(self._proved, node, answers))
+            )
+
+    def _proved(self, node: str, answers: Answers) -> None:
+        """A join once the node's session answered for it as one of the group's; else logged once, asked again."""
+        gpus = self._tokens.get(node)
+        if gpus is None:
+            return  # its token went meanwhile
+        if self._lease.prove(node, self._group, answers):
+            if self._unproven:
+                self._unproven.discard(node)
+            self._confirm_join(node, gpus)
+        elif node not in self._unproven:
+            self._unproven.add(node)
+            log.warning(
+                "node.member_unproven",
+                app=self._membership.app,
+                group=self._membership.group,
+                member=node,
+                node=self._membership.self_id,
+                reason="no edabus node of the group answers for this member token; it is ignored",
+            )
+
+    def leased(self) -> Iterable[str]:
+        """The nodes to ask this lease round: the other members, and the tokens not proven yet."""
+        self_id = self._membership.self_id
+        return {m for m in self._membership.members if m != self_id} | (self._unproven & set(self._tokens))
+
+    def renew(self, node: str, answers: Answers) -> None:
+        """One lease round's answers for ``node`` (on the loop)."""
+        if node in self._membership.members:
+            if self._lease.renew(node, answers):
+                return
+            log.warning(
+                "node.member_lost",
+                app=self._membership.app,
+                group=self._membership.group,
+                member=node,
+                node=self._membership.self_id,
+                reason="its session stopped answering (a token for it may live on)",
+            )
+            self._lease.forget(node)
+            self._unproven.add(node)  # asked again each round: it rejoins if it answers again
+            self._flush()
+            self._push((CONTROL, functools.partial(self._changed, left={node}), None), force=True)
+        elif node in self._unproven:
+            self._proved(node, answers)
 
     def _confirm_join(self, node: str, gpus: int) -> None:
         """Ask the new member for a barrier reply; apply the join in the group's inbox after it."""
@@ -92,6 +159,10 @@ class MemberWatch:
 
     def _changed(self, *, joined: dict[str, int] | None = None, left: set[str] | None = None) -> None:
         membership = self._membership
+        for node in left or ():
+            if node not in self._tokens:  # its token went: forget it (one that stopped answering is asked again)
+                self._lease.forget(node)
+                self._unproven.discard(node)
         if membership.update(joined=joined, left=left):
             log.info(
                 "node.members_changed",
@@ -103,3 +174,38 @@ class MemberWatch:
                 joined=sorted(joined or ()),
                 left=sorted(left or ()),
             )
+
+
+async def proven_members(bus: Bus, app: str, group: str, self_id: str, lease: Lease) -> dict[str, int]:
+    """The members of a group alive now whose sessions answer for them (node -> GPUs), proven in ``lease``."""
+    tokens = {
+        parsed[2]: parsed[3]
+        for token in await bus.live_tokens(member_key(app, group))
+        if (parsed := parse_member_key(token)) is not None and parsed[2] != self_id
+    }
+    answers: dict[str, Answers] = {}
+
+    async def ask(node: str) -> None:
+        answers[node] = await identity_of(bus.session, node)
+
+    async with anyio.create_task_group() as tg:
+        for node in tokens:
+            tg.start_soon(ask, node)
+    return {node: gpus for node, gpus in tokens.items() if lease.prove(node, f"{app}/{group}", answers[node])}
+
+
+async def keep_leases(bus: Bus, watches: list[MemberWatch], control: Callable[[Callable[[], None]], None]) -> None:
+    """Ask every member's session again each `LEASE_INTERVAL`; its answers (or none) renew its lease."""
+
+    def renewed(node: str, answers: Answers) -> None:  # Zenoh's thread
+        control(functools.partial(_renew_all, watches, node, answers))
+
+    while not bus.closed:
+        await anyio.sleep(LEASE_INTERVAL)  # a periodic round, not a wait for something to happen
+        for node in set().union(*(watch.leased() for watch in watches)):
+            ask_identity(bus.session, node, functools.partial(renewed, node))
+
+
+def _renew_all(watches: list[MemberWatch], node: str, answers: Answers) -> None:
+    for watch in watches:
+        watch.renew(node, answers)

@@ -24,6 +24,7 @@ __all__ = [
     "Escalation",
     "Meta",
     "NodeCatalog",
+    "NodeIdentity",
     "ValidateRequest",
     "actors_key",
     "barrier_key",
@@ -34,6 +35,7 @@ __all__ = [
     "decode_untrusted",
     "encode_meta",
     "escalation_key",
+    "identity_key",
     "member_key",
     "parse_member_key",
     "route_prefix",
@@ -164,6 +166,18 @@ class ValidateRequest(msgspec.Struct):
     group: str = ""
 
 
+class NodeIdentity(msgspec.Struct):
+    """A node's answer on its identity queryable: who it is and the groups (``"app/group"``) it hosts.
+
+    Peers count a member token only once such an answer for its node names its
+    group; the Zenoh replier id of the answer ties the member to one session
+    (docs/security.md).
+    """
+
+    node: str
+    groups: list[str]
+
+
 class NodeCatalog(msgspec.Struct):
     """A node's answer to a catalog query: who it is and what it handles."""
 
@@ -234,6 +248,11 @@ def routes_barrier_key(bus: str) -> str:
 def barrier_key(node: str) -> str:
     """A node's barrier queryable: its reply follows all data sent before the query."""
     return f"{PREFIX}/node/{node}/barrier"
+
+
+def identity_key(node: str) -> str:
+    """A node's identity queryable, answered at once with a `NodeIdentity`."""
+    return f"{PREFIX}/node/{node}/identity"
 
 
 def catalog_key(node: str) -> str:

@@ -161,29 +161,34 @@ def test_publish_of_a_reliable_type_waits_for_its_acknowledgement(
     """A vault deposit is reliable: `publish` sends it as one and exits 1 if its owner (paused) never acknowledges it.
 
     A plain put would have exited 0 with the deposit unconfirmed. Once the owner runs
-    again, a second publish is acknowledged and applied.
+    again, a second publish is acknowledged and applied. The pause (about 3 s) stays
+    under the members' lease (8 unanswered rounds of 1 s, each waiting 2 s): past it,
+    v1 would take the key over and acknowledge the deposit itself (tests/cluster/test_trust.py).
     """
     env = {"EDABUS_VAULT_DB": str(tmp_path / "vault.db")}
-    nodes = {
-        node_id: NodeProcess(
+    nodes = {}
+    for node_id in ("v1", "v2"):  # one after the other: v1 logs v2's join
+        nodes[node_id] = NodeProcess(
             processes, router, tmp_path / f"{node_id}.log", target="examples.vault:app", node_id=node_id, env=env
         )
-        for node_id in ("v1", "v2")
-    }
-    for node in nodes.values():
-        node.wait_until_up("vault")
+        nodes[node_id].wait_until_up("vault")
+    # v1 counts v2 once v2 has answered for its token: only then is the account v2's in v1's eyes.
+    deadline = time.monotonic() + WAIT_S
+    while not any(r.get("joined") == ["v2"] for r in nodes["v1"].records() if r["event"] == "node.members_changed"):
+        assert time.monotonic() < deadline, "v1 never counted v2 as a member"
+        time.sleep(0.05)  # polling another process's log: there is no event to wait on
     account = next(f"p{i}" for i in range(100) if rendezvous_owner(("v1", "v2"), f"p{i}") == "v2")
     owner = nodes["v2"].proc
     connect = ("--connect", router)
     owner.send_signal(signal.SIGSTOP)
     try:
         result = edabus_cli(
-            processes, "publish", f"vault/{account}/deposit", '{"amount": 5}', "--timeout", "2", *connect
+            processes, "publish", f"vault/{account}/deposit", '{"amount": 5}', "--timeout", "1", *connect
         )
     finally:
         owner.send_signal(signal.SIGCONT)
     assert result.returncode == 1, result.stderr
-    assert "not acknowledged within 2" in result.stderr
+    assert "not acknowledged within 1" in result.stderr
     result = edabus_cli(processes, "publish", f"vault/{account}/deposit", '{"amount": 7}', *connect)
     assert result.returncode == 0, result.stderr
     # The first deposit's sender is gone: only the second is sure (the first may have landed too).

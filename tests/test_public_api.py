@@ -16,6 +16,7 @@ EXPECTED = [
     "DeadLetter",
     "DecodeError",
     "DefinitionError",
+    "DuplicateNodeError",
     "EdabusError",
     "Envelope",
     "Escalation",

@@ -1,0 +1,171 @@
+"""Proof of membership: a member token counts once the node's own session answers for it.
+
+On an open bus any client may declare a liveliness token shaped like a node's
+member token (``@edabus/member/{app}/{group}/{node}/gpus/{n}``), for a node that
+does not exist or as a copy of a live node's. A token alone proves nothing, so:
+
+- Every node answers on ``@edabus/node/{node}/identity`` (on Zenoh's thread, so
+  a busy event loop does not delay it) with a `NodeIdentity`: its id and the
+  groups it hosts. Zenoh stamps each reply with the replier's session id.
+- Peers (other nodes, and publishers that route) count a member only once an
+  identity reply for its node names its group; they remember the session id
+  that answered.
+- The lease: they keep asking, every `LEASE_INTERVAL`. A member whose
+  session has not answered for `LEASE_MISSES` rounds in a row is taken as
+  gone, even while a token for it lives on (a copy outlives its node).
+
+What this cannot stop on an open bus: a client that also declares a queryable
+and answers as an edabus node. docs/security.md says what does (a closed bus).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import anyio
+import msgspec
+import zenoh
+
+from ._bridge import Waker
+from ._exceptions import DuplicateNodeError
+from ._logging import get_logger
+from ._wire import NodeIdentity, identity_key
+
+__all__ = [
+    "LEASE_INTERVAL",
+    "LEASE_MISSES",
+    "PROOF_TIMEOUT",
+    "Answers",
+    "Lease",
+    "ask_identity",
+    "check_unique",
+    "declare_identity",
+    "identity_of",
+    "identity_reply",
+]
+
+log = get_logger(__name__)
+
+PROOF_TIMEOUT = 2.0  # how long an identity question waits for answers
+LEASE_INTERVAL = 1.0  # how often each member is asked again
+LEASE_MISSES = 8  # rounds unanswered by a member's session before it counts as gone: 9-10 s, as Zenoh's own lease
+
+_identity_decoder = msgspec.msgpack.Decoder(NodeIdentity)
+
+Answers = dict[str, frozenset[str]]  # session id -> the groups ("app/group") it says it hosts
+
+
+def identity_reply(node: str, groups: list[str]) -> bytes:
+    """What a node answers on its identity queryable."""
+    return msgspec.msgpack.encode(NodeIdentity(node=node, groups=groups))
+
+
+def ask_identity(session: zenoh.Session, node: str, done: Callable[[Answers], None]) -> None:
+    """Ask who answers for ``node``; ``done`` gets every answering session's groups, on Zenoh's thread.
+
+    A reply counts only if it decodes, names ``node`` and carries a replier id;
+    anything else (a hostile or foreign reply) is left out.
+    """
+    answers: Answers = {}
+
+    def on_reply(reply: zenoh.Reply) -> None:
+        zid = reply.replier_id
+        if reply.ok is None or zid is None:
+            return
+        try:
+            identity = _identity_decoder.decode(reply.ok.payload.to_bytes())
+        except Exception:  # noqa: BLE001 - anything on the bus may be hostile
+            return
+        if identity.node == node:
+            answers[str(zid)] = frozenset(identity.groups)
+
+    try:
+        session.get(
+            identity_key(node),
+            zenoh.handlers.Callback(on_reply, functools.partial(_finish, done, answers), indirect=False),
+            target=zenoh.QueryTarget.ALL,
+            timeout=PROOF_TIMEOUT,
+        )
+    except zenoh.ZError:  # the session is closing
+        done({})
+
+
+def _finish(done: Callable[[Answers], None], answers: Answers) -> None:
+    done(answers)
+
+
+class Lease:
+    """The session that proved each member node, and how many rounds it has left unanswered."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, str] = {}  # node -> the session id that proved it
+        self._misses: dict[str, int] = {}
+
+    def prove(self, node: str, group: str, answers: Answers) -> bool:
+        """Whether ``answers`` prove ``node`` a member of ``group``; if so, remember the session that did."""
+        for zid, groups in sorted(answers.items()):
+            if group in groups:
+                if self.sessions.get(node) not in answers:  # keep the first prover while it answers
+                    self.sessions[node] = zid
+                self._misses[node] = 0
+                return True
+        return False
+
+    def renew(self, node: str, answers: Answers) -> bool:
+        """One lease round for ``node``: False once its session has missed `LEASE_MISSES` rounds."""
+        zid = self.sessions.get(node)
+        if zid is None:
+            return False
+        if zid in answers:
+            self._misses[node] = 0
+            return True
+        misses = self._misses[node] = self._misses.get(node, 0) + 1
+        return misses < LEASE_MISSES
+
+    def forget(self, node: str) -> None:
+        """The node left (its token went, or its lease ran out)."""
+        self.sessions.pop(node, None)
+        self._misses.pop(node, None)
+
+
+async def identity_of(session: zenoh.Session, node: str) -> Answers:
+    """Ask who answers for ``node`` and wait for the answers (at most `PROOF_TIMEOUT`)."""
+    finished = anyio.Event()
+    waker = Waker()
+    found: Answers = {}
+
+    def done(answers: Answers) -> None:  # Zenoh's thread
+        found.update(answers)
+        waker(finished.set)
+
+    ask_identity(session, node, done)
+    await finished.wait()
+    return found
+
+
+def declare_identity(session: zenoh.Session, node: str, groups: list[str]) -> zenoh.Queryable[None]:
+    """Answer on ``node``'s identity queryable, at once on Zenoh's thread (a busy event loop does not delay it)."""
+    payload = identity_reply(node, groups)
+    key = identity_key(node)
+
+    def on_query(query: zenoh.Query) -> None:
+        try:
+            query.reply(key, payload)
+        except zenoh.ZError:
+            log.debug("node.reply_failed", kind="identity")
+        finally:
+            query.drop()
+
+    return session.declare_queryable(key, zenoh.handlers.Callback(on_query, indirect=False))
+
+
+async def check_unique(session: zenoh.Session, node: str) -> None:
+    """Raise `DuplicateNodeError` if a live session already answers for ``node``."""
+    answers = await identity_of(session, node)
+    if answers:
+        msg = (
+            f"node id {node!r} is already live on this bus (session {min(answers)} answers for it); "
+            "two nodes under one id would both take the same keys: give each node its own id"
+        )
+        raise DuplicateNodeError(msg)

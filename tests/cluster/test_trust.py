@@ -1,0 +1,96 @@
+"""Membership that a stranger on an open bus cannot fake: made-up and cloned member tokens, duplicate node ids.
+
+Each test runs a router and bank nodes (``edabus run``) on loopback and plays the
+attacker with a raw zenoh-python client: it declares liveliness tokens shaped
+like a node's member token. What it must not achieve: move a key, lose a
+message, or fail a request. These tests run on asyncio only: what they pin is
+the nodes' behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+import zenoh
+
+import edabus
+from edabus._status import gather_status
+from examples.bank import Deposit
+from tests.cluster._nodes import WAIT_S, ClusterFactory, NodeProcess, client_config, group_stats
+from tests.cluster.test_placement import balances, start_cluster
+from tests.conftest import Processes, eventually
+
+ACCOUNTS = 100
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """One backend: the behaviour under test lives in the node processes."""
+    return "asyncio"
+
+
+@contextmanager
+def token(endpoint: str, key: str) -> Iterator[zenoh.Session]:
+    """A raw client that holds a liveliness token on ``key`` until the block ends."""
+    with zenoh.open(client_config(endpoint)) as session:
+        declared = session.liveliness().declare_token(key)
+        try:
+            yield session
+        finally:
+            declared.undeclare()
+
+
+async def deposit_everywhere(bus: edabus.Bus) -> dict[str, int]:
+    """One deposit of 1 to each account, then every balance (by request)."""
+    for i in range(ACCOUNTS):
+        await bus.publish(Deposit(account=f"acct{i}", amount=1))
+    return await balances(bus, ACCOUNTS)
+
+
+async def account_stats(bus: edabus.Bus) -> tuple[int, int]:
+    """The bank's Account group over every node: (handled, not owned)."""
+    stats = await group_stats(bus, "bank", "Account")
+    return sum(s.handled for s in stats.values()), sum(s.not_owned for s in stats.values())
+
+
+@pytest.mark.timeout(60)
+async def test_a_made_up_member_token_moves_no_key(router: str, clusters: ClusterFactory) -> None:
+    """A raw client declares a member token for a node that does not exist: every deposit and request still lands."""
+    cluster = await start_cluster(clusters, router, "bank", ("n1", "n2"))
+    with token(router, "@edabus/member/bank/Account/intruder/gpus/0"):
+        # The nodes try the intruder's join barrier; nobody answers it as a bank node.
+        await eventually(lambda: "node.member_unproven" in cluster.nodes["n1"].events(), timeout=WAIT_S)
+        async with edabus.connect(router) as bus:
+            assert await deposit_everywhere(bus) == {f"acct{i}": 1 for i in range(ACCOUNTS)}
+            handled, _ = await account_stats(bus)
+            status = await gather_status(bus, timeout=2.0)
+    assert handled == 2 * ACCOUNTS  # the deposits and the balance requests, each handled once
+    assert cluster.view("n1", "Account") == cluster.view("n2", "Account") == {"n1", "n2"}
+    assert status.members["bank/Account"] == ("n1", "n2")  # `edabus status` does not list the intruder
+
+
+@pytest.mark.timeout(60)
+async def test_a_cloned_member_token_does_not_outlive_its_node(router: str, clusters: ClusterFactory) -> None:
+    """A copy of n2's token, then n2 is killed: n1 takes all of n2's keys back, though the copy lives on."""
+    cluster = await start_cluster(clusters, router, "bank", ("n1", "n2"))
+    with token(router, "@edabus/member/bank/Account/n2/gpus/0"):
+        cluster.kill("n2")
+        await eventually(lambda: cluster.view("n1", "Account") == {"n1"}, timeout=WAIT_S)
+        async with edabus.connect(router) as bus:
+            with anyio.fail_after(WAIT_S):
+                assert await deposit_everywhere(bus) == {f"acct{i}": 1 for i in range(ACCOUNTS)}
+
+
+def test_a_second_node_with_a_live_node_id_refuses_to_start(processes: Processes, router: str, tmp_path: Path) -> None:
+    """Two nodes under one id would both activate the same keys: the second exits 2 with a one-line error."""
+    first = NodeProcess(processes, router, tmp_path / "first.log", node_id="twin")
+    first.wait_until_up()
+    second = processes.run(["-m", "edabus", "run", "examples.bank:app", "--connect", router, "--node-id", "twin"])
+    assert second.returncode == 2
+    error = second.stderr.decode().strip().splitlines()
+    assert error[-1] == "error: node id 'twin' is already live on this bus; give each node its own --node-id"
+    assert first.proc.poll() is None  # the first node goes on
