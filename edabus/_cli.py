@@ -1,4 +1,4 @@
-"""The ``edabus`` command: router, run, publish, request, tail, status, demo."""
+"""The ``edabus`` command: router, run, publish, request, tail, status, certs, demo."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import zenoh
 from ._app import App
 from ._args import MAX_TIMEOUT, config_file, endpoint, log_options, plain, seconds, version
 from ._bus import Bus
+from ._certs import APP_NAME, CertsError, make_closed_bus
 from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
 from ._connect import connect
 from ._exceptions import DecodeError, DuplicateNodeError, EdabusError, KeyValueError, RemoteError, Undelivered
@@ -315,6 +316,37 @@ async def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _cmd_certs(args: argparse.Namespace) -> int:
+    try:
+        written = make_closed_bus(
+            args.dir, args.app, host=args.router_host, port=args.router_port, days=args.days, force=args.force
+        )
+    except CertsError as exc:
+        raise CommandFailed(str(exc)) from None
+    _stdout("\n".join(str(path) for path in written))
+    _stderr(f"start the router: edabus router --config {written[0].parent / 'router.json5'}")
+    return EXIT_OK
+
+
+def _app_name(text: str) -> str:
+    if not APP_NAME.fullmatch(text):
+        msg = f"{text!r}: an app name is letters, digits, '_', '.' and '-' (its keys live under NAME/**)"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def _port(text: str) -> int:
+    if not (text.isdigit() and 0 < int(text) <= 65535):  # noqa: PLR2004
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
+    return int(text)
+
+
+def _days(text: str) -> int:
+    if not (text.isdigit() and 0 < int(text) <= 36500):  # noqa: PLR2004
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of days from 1 to 36500")
+    return int(text)
+
+
 async def _cmd_demo(_args: argparse.Namespace) -> int:
     from ._demo import run_demo  # noqa: PLC0415 - imports the example only when asked
 
@@ -403,6 +435,21 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to wait for the nodes' replies (default 2)",
     )
     bus_options(p)
+
+    p = add("certs", "write a CA, certificates and configs for a closed bus (mutual TLS, ACL)", _cmd_certs)
+    p.add_argument("dir", metavar="DIR", help="where to write them (created if missing)")
+    p.add_argument(
+        "--app",
+        action="append",
+        required=True,
+        type=_app_name,
+        metavar="NAME",
+        help="an app whose keys live under NAME/**: a node and a publisher certificate for it (repeatable)",
+    )
+    p.add_argument("--router-host", default="127.0.0.1", help="the address clients dial (default 127.0.0.1)")
+    p.add_argument("--router-port", type=_port, default=7447, help="the router's TLS port (default 7447)")
+    p.add_argument("--days", type=_days, default=365, help="how long the certificates are valid (default 365)")
+    p.add_argument("--force", action="store_true", help="replace a CA already in DIR, and every certificate")
 
     add("demo", "run the bank example in one process", _cmd_demo)
     return parser
