@@ -29,7 +29,7 @@ from tests.conftest import ROOT, Processes, free_port, wait_for_port
 WAIT_S = 20.0
 FORGED = b"forged"
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="edabus certs needs the openssl command")
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="edabus certs needs the openssl command")
 
 
 @dataclass
@@ -116,6 +116,7 @@ def closed_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClosedBus]:
 # -- the command ---------------------------------------------------------------------------------
 
 
+@needs_openssl
 def test_certs_writes_names_and_refuses_to_overwrite_a_ca(tmp_path: Path, processes: Processes) -> None:
     made = certs(processes, tmp_path, "--app", "shop")
     assert made.returncode == 0, made.stderr.decode()
@@ -170,6 +171,7 @@ def test_an_app_name_that_is_not_one_key_chunk_is_a_usage_error(tmp_path: Path, 
 # -- who gets in ---------------------------------------------------------------------------------
 
 
+@needs_openssl
 def test_a_client_without_a_certificate_cannot_connect(closed_bus: ClosedBus) -> None:
     config = zenoh.Config.from_file(closed_bus.config("publisher-bank"))
     config.insert_json5("transport/link/tls/enable_mtls", "false")  # trusts the router, sends no certificate
@@ -184,6 +186,7 @@ def test_a_client_without_a_certificate_cannot_connect(closed_bus: ClosedBus) ->
         pass
 
 
+@needs_openssl
 def test_a_certificate_from_a_rogue_ca_cannot_connect(closed_bus: ClosedBus, tmp_path: Path) -> None:
     # Same common name as the real bank node's, signed by another CA.
     rogue = certs(closed_bus.processes, tmp_path, "--app", "bank", "--router-port", str(closed_bus.port))
@@ -198,6 +201,7 @@ def test_a_certificate_from_a_rogue_ca_cannot_connect(closed_bus: ClosedBus, tmp
 # -- what each certificate may do ----------------------------------------------------------------
 
 
+@needs_openssl
 def test_the_publisher_certificate_deposits_and_reads_a_balance_with_the_cli(closed_bus: ClosedBus) -> None:
     config = closed_bus.config("publisher-bank")
     published = closed_bus.cli("publish", "bank/account/p1/deposit", '{"amount": 5}', "--config", config)
@@ -210,6 +214,7 @@ def test_the_publisher_certificate_deposits_and_reads_a_balance_with_the_cli(clo
     assert "bank" in status.stdout
 
 
+@needs_openssl
 def test_the_publisher_certificate_cannot_answer_requests_nor_pose_as_a_member(closed_bus: ClosedBus) -> None:
     token = "@edabus/member/bank/Account/forged/gpus/0"  # noqa: S105 - a liveliness token, not a password
 
@@ -240,6 +245,7 @@ def test_the_publisher_certificate_cannot_answer_requests_nor_pose_as_a_member(c
             assert token not in tokens
 
 
+@needs_openssl
 def test_a_node_certificate_of_another_app_cannot_put_on_bank_keys(closed_bus: ClosedBus) -> None:
     with session(closed_bus.config("node-vault")) as vault:
         put(vault, "bank/account/v1/deposit", 7)
