@@ -40,6 +40,7 @@ class Cell:
     scheduled: bool = False
     stopped: bool = False
     moving: bool = False  # its key moved to another node: passivate once its mailbox is drained
+    stale: bool = False  # the node was stopped past its lease: passivate once drained, whoever owns the key
     last_used: float = 0.0
     restarts: RestartWindow | None = None
     timers: Timers | None = None

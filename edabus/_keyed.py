@@ -122,6 +122,14 @@ class KeyedSupervisor(Supervisor):
             else:
                 self._tg.start_soon(self._passivate, cell, "rebalanced")
 
+    def refresh(self) -> None:
+        if self._tg is None:
+            return
+        for cell in list(self._cells.values()):
+            cell.stale = True  # kept through membership changes, unlike `moving`
+            if not (cell.scheduled or cell.mailbox):
+                self._tg.start_soon(self._passivate, cell, "resumed")
+
     def _construct_args(self, cell: Cell) -> tuple[object, ...]:
         return (cell.key,)
 
@@ -212,8 +220,8 @@ class KeyedSupervisor(Supervisor):
             cell.scheduled = False
             if cell.mailbox and not cell.stopped:
                 self._runners.schedule(cell)
-            elif cell.moving and not cell.stopped and self._tg is not None:
-                self._tg.start_soon(self._passivate, cell, "rebalanced")
+            elif (cell.moving or cell.stale) and not cell.stopped and self._tg is not None:
+                self._tg.start_soon(self._passivate, cell, "resumed" if cell.stale else "rebalanced")
             elif self._room is not None:
                 self._room.set()
                 self._room = None

@@ -31,7 +31,7 @@ from ._ingest import CONTROL, GroupIntake
 from ._logging import get_logger
 from ._membership import Membership
 from ._message import Message
-from ._proof import Lease, check_unique, declare_identity
+from ._proof import Heartbeat, Lease, check_unique, declare_identity
 from ._puller import Puller
 from ._statistics import SupervisorStatistics
 from ._store import close_stores, stores_of
@@ -124,6 +124,7 @@ class Node:
         self._control: Inbox[Callable[[], None]] | None = None
         self.memberships: dict[Supervisor, Membership] = {}
         self._leases: dict[Supervisor, Lease] = {}
+        self._heartbeat = Heartbeat()
         self._dispatching: set[Supervisor] = set()
         self._tg: TaskGroup | None = None
         self._declared: list[Any] = []
@@ -168,6 +169,7 @@ class Node:
             msg = "this bus already hosts a node; host every app in one Node"
             raise EdabusError(msg)
         await check_unique(self.bus.session, self.node_id)  # before anything of ours is declared
+        self._heartbeat.start()
         self.bus.hosting = True
         self._loop_thread = threading.get_ident()
         tg = self._tg = anyio.create_task_group()
@@ -280,8 +282,11 @@ class Node:
         """Hand a group's arrivals to it, in arrival order (waiting while an actor's mailbox is full)."""
         take, queue = sup.take, sup.queue
         checkpoints = self._checkpoints[sup]
+        resumes = self._heartbeat.check()
         while batch := await inbox.get_batch():
             self._dispatching.add(sup)
+            if resumes != (resumes := self._heartbeat.check()):  # stopped past the lease: peers took our keys
+                sup.refresh()  # so no live actor answers from before the pause
             if checkpoints.waiting:  # credit for what this batch took out of the inbox
                 checkpoints.release()
             for message_type, envelope, query in batch:
@@ -369,6 +374,7 @@ class Node:
     def _withdraw(self) -> None:
         """Withdraw tokens (if still declared), then routes; close the inboxes."""
         self._withdraw_tokens()
+        self._heartbeat.stop()
         if not self.bus.closed:
             self.bus.local_routes.clear()
         if self._puller is not None:

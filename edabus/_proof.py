@@ -21,6 +21,8 @@ and answers as an edabus node. docs/security.md says what does (a closed bus).
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from collections.abc import Callable
 
 import anyio
@@ -33,10 +35,12 @@ from ._logging import get_logger
 from ._wire import NodeIdentity, identity_key
 
 __all__ = [
+    "AWAY_S",
     "LEASE_INTERVAL",
     "LEASE_MISSES",
     "PROOF_TIMEOUT",
     "Answers",
+    "Heartbeat",
     "Lease",
     "ask_identity",
     "check_unique",
@@ -169,3 +173,47 @@ async def check_unique(session: zenoh.Session, node: str) -> None:
             "two nodes under one id would both take the same keys: give each node its own id"
         )
         raise DuplicateNodeError(msg)
+
+
+AWAY_S = LEASE_INTERVAL * LEASE_MISSES  # a process stopped this long may have been taken as gone by its peers
+_BEAT_S = 0.25
+
+
+class Heartbeat:
+    """Notices that this process was stopped (SIGSTOP, a frozen VM) long enough for its peers to drop it.
+
+    A thread ticks every quarter second; a gap longer than `AWAY_S` between two
+    ticks (or between the last tick and `check`) counts one resumption. The
+    dispatchers compare `check()` with the count they last saw, before each batch.
+    """
+
+    def __init__(self) -> None:
+        self.resumes = 0
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edabus-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check(self) -> int:
+        """The resumptions so far (this call counts one if the last tick is too long ago)."""
+        self._tick()
+        return self.resumes
+
+    def _run(self) -> None:
+        while not self._stop.wait(_BEAT_S):
+            self._tick()
+
+    def _tick(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            away = now - self._last
+            self._last = now
+            if away > AWAY_S:
+                self.resumes += 1
+                log.warning("node.resumed", away_s=round(away, 1), reason="this process was stopped past the lease")

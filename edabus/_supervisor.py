@@ -192,6 +192,14 @@ class Supervisor(FailureHandling):
         """What decides which node of the group takes a message (see `_membership`)."""
         raise NotImplementedError
 
+    def refresh(self) -> None:
+        """Drop what may be stale: the node was stopped past its lease, and others may have served its keys.
+
+        Keyed and singleton groups stop their live actors (each once it finishes what
+        it took in), so the next message rebuilds the actor and reloads its state. Pool
+        workers keep nothing per key.
+        """
+
     def rebalance(self) -> None:
         """The group's members changed: let go of actors this node no longer owns."""
 

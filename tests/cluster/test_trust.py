@@ -1,4 +1,4 @@
-"""Membership that a stranger on an open bus cannot fake: made-up and cloned member tokens, duplicate node ids.
+"""Membership that a stranger on an open bus cannot fake or split: made-up and cloned tokens, twin ids, pauses.
 
 Each test runs a router and bank nodes (``edabus run``) on loopback and plays the
 attacker with a raw zenoh-python client: it declares liveliness tokens shaped
@@ -9,6 +9,7 @@ the nodes' behaviour.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,13 +19,16 @@ import pytest
 import zenoh
 
 import edabus
+from edabus._membership import rendezvous_owner
 from edabus._status import gather_status
 from examples.bank import Deposit
-from tests.cluster._nodes import WAIT_S, ClusterFactory, NodeProcess, client_config, group_stats
+from tests.cluster._nodes import WAIT_S, ClusterFactory, NodeProcess, client_config, group_stats, live_actors
+from tests.cluster.tally_app import Add, Read, Total
 from tests.cluster.test_placement import balances, start_cluster
 from tests.conftest import Processes, eventually
 
 ACCOUNTS = 100
+TALLY = "tests.cluster.tally_app:app"
 
 
 @pytest.fixture
@@ -94,3 +98,55 @@ def test_a_second_node_with_a_live_node_id_refuses_to_start(processes: Processes
     error = second.stderr.decode().strip().splitlines()
     assert error[-1] == "error: node id 'twin' is already live on this bus; give each node its own --node-id"
     assert first.proc.poll() is None  # the first node goes on
+
+
+def _logged(node: NodeProcess, event: str, **fields: object) -> int:
+    """How many times ``node`` logged ``event`` with these fields."""
+    return sum(1 for r in node.records() if r["event"] == event and all(r.get(k) == v for k, v in fields.items()))
+
+
+@pytest.mark.timeout(90)
+async def test_a_node_paused_past_its_lease_serves_no_stale_state_when_it_resumes(
+    processes: Processes, router: str, tmp_path: Path
+) -> None:
+    """v2 is stopped (SIGSTOP) long enough for the others to take its keys, then resumed: no read from before.
+
+    Tally nodes keep their state in one SQLite file. An `Add` sent while v2 is away
+    goes to v1, which applies it to the state it loads from the store. Once v2 is back
+    and owns the key again, it must answer from that state, not from the copy its actor
+    held in memory before the pause; and no key may be live on both nodes.
+    """
+    env = {"EDABUS_VAULT_DB": str(tmp_path / "tally.db")}
+    nodes: dict[str, NodeProcess] = {}
+    for node_id in ("v1", "v2"):
+        nodes[node_id] = NodeProcess(
+            processes,
+            router,
+            tmp_path / f"{node_id}.log",
+            target="tests.cluster.tally_app:app",
+            node_id=node_id,
+            env=env,
+        )
+        nodes[node_id].wait_until_up("tally")
+    v1, v2 = nodes["v1"], nodes["v2"]
+    await eventually(lambda: _logged(v1, "node.members_changed", joined=["v2"]) == 1, timeout=WAIT_S)
+    name = next(f"k{i}" for i in range(100) if rendezvous_owner(("v1", "v2"), f"k{i}") == "v2")
+    async with edabus.connect(router) as bus:
+        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
+        await bus.publish(Add(name=name, amount=5))
+        assert await bus.request(Read(name=name), reply_type=Total) == Total(5, 1)
+        v2.proc.send_signal(signal.SIGSTOP)
+        try:
+            # v1 and this publisher both take v2 as gone: the next Add goes to v1 alone.
+            await eventually(lambda: _logged(v1, "node.member_lost", member="v2") == 1, timeout=WAIT_S)
+            await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1"], timeout=WAIT_S)
+            await bus.publish(Add(name=name, amount=7))  # v1 loads 5 from the store, saves 12
+            assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
+        finally:
+            v2.proc.send_signal(signal.SIGCONT)
+        await eventually(lambda: _logged(v1, "node.members_changed", joined=["v2"]) == 2, timeout=WAIT_S)
+        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
+        for _ in range(5):
+            assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
+        actors = await live_actors(bus)
+    assert [node for node, groups in actors.items() if name in groups.get("tally/Tally", ())] == ["v2"]
