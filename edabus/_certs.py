@@ -44,7 +44,8 @@ _MESSAGES_ALL = [
     "declare_liveliness_subscriber",
 ]
 # The queries a publisher (edabus publish, request, status; edabus.connect()) sends to nodes.
-_NODE_LOOKUPS = ["catalog", "validate", "barrier", "identity", "stats", "actors"]
+# Not `actors`: a node's live actor keys (account ids, say) are data, and per node, not per app.
+_NODE_LOOKUPS = ["catalog", "validate", "barrier", "identity", "stats"]
 
 
 class CertsError(Exception):
@@ -81,6 +82,25 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
     subjects: list[dict[str, Any]] = []
     policies: list[dict[str, Any]] = []
     lookups = [f"@edabus/node/*/{name}" for name in _NODE_LOOKUPS]
+    rules += [
+        {
+            # Every bus follows @edabus/member/** (edabus.connect() routes by it), and sees every
+            # app's member tokens: a new bus waits for the tokens of the nodes whose catalogs
+            # answered, and catalogs are per node, not per app (docs/security.md).
+            "id": "follow-members",
+            "messages": ["declare_liveliness_subscriber", "liveliness_query"],
+            "flows": ["ingress"],
+            "permission": "allow",
+            "key_exprs": ["@edabus/member/**"],
+        },
+        {
+            "id": "see-members",
+            "messages": ["liveliness_token"],
+            "flows": ["egress"],
+            "permission": "allow",
+            "key_exprs": ["@edabus/member/**"],
+        },
+    ]
     for app in apps:
         rules += [
             {
@@ -89,15 +109,6 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
                 "flows": ["ingress", "egress"],
                 "permission": "allow",
                 "key_exprs": _node_keys(app),
-            },
-            {
-                # Every bus follows @edabus/member/** (edabus.connect() routes by it); the tokens
-                # that come back are only those of this app's groups (egress above).
-                "id": f"follow-members-{app}",
-                "messages": ["declare_liveliness_subscriber", "liveliness_query"],
-                "flows": ["ingress"],
-                "permission": "allow",
-                "key_exprs": ["@edabus/member/**"],
             },
             {
                 # Deposits and reliable messages (puts, queries), routed or not, and checkpoints.
@@ -133,20 +144,14 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
                 "key_exprs": ["@edabus/routes/*/barrier"],
             },
             {
-                # What flows back: replies, the app's member tokens, and the declarations of the
+                # What flows back: replies, and the declarations of the
                 # subscribers and queryables it sends to (Zenoh routes a client's puts and queries
                 # by them: refused, a client loses messages).
                 "id": f"publisher-{app}-receive",
-                "messages": ["reply", "liveliness_token", "declare_subscriber", "declare_queryable"],
+                "messages": ["reply", "declare_subscriber", "declare_queryable"],
                 "flows": ["egress"],
                 "permission": "allow",
-                "key_exprs": [
-                    f"{app}/**",
-                    f"@edabus/to/{app}/**",
-                    f"@edabus/credit/{app}/**",
-                    f"@edabus/member/{app}/**",
-                    *lookups,
-                ],
+                "key_exprs": [f"{app}/**", f"@edabus/to/{app}/**", f"@edabus/credit/{app}/**", *lookups],
             },
         ]
         subjects += [
@@ -154,10 +159,11 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
             {"id": f"publishers-{app}", "cert_common_names": [publisher_cn(app)]},
         ]
         policies += [
-            {"rules": [f"node-{app}", f"follow-members-{app}"], "subjects": [f"nodes-{app}"]},
+            {"rules": [f"node-{app}", "follow-members", "see-members"], "subjects": [f"nodes-{app}"]},
             {
                 "rules": [
-                    f"follow-members-{app}",
+                    "follow-members",
+                    "see-members",
                     f"publisher-{app}-send",
                     f"publisher-{app}-lookups",
                     f"publisher-{app}-barrier",

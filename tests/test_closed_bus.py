@@ -97,17 +97,19 @@ def closed_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClosedBus]:
         assert made.returncode == 0, made.stderr.decode()
         router = processes.edabus("router", "--config", str(directory / "router.json5"), stdout=subprocess.DEVNULL)
         wait_for_port(port, proc=router)
-        node_log = directory.parent / "node.log"
-        with node_log.open("wb") as stderr:
-            node = processes.edabus(
-                "run", "examples.bank:app", "--config", str(directory / "node-bank.json5"),
-                stdout=subprocess.DEVNULL, stderr=stderr,
-            )  # fmt: skip
-        try:
-            wait_for_token(str(directory / "publisher-bank.json5"), "@edabus/member/bank/Account/**")
-        except AssertionError:
-            msg = f"the bank node did not go live (exit {node.poll()}):\n{node_log.read_text()}"
-            raise AssertionError(msg) from None
+        env = {"EDABUS_VAULT_DB": str(directory.parent / "vault.db")}
+        for app, group in (("bank", "Account"), ("vault", "Vault")):
+            node_log = directory.parent / f"{app}.log"
+            with node_log.open("wb") as stderr:
+                node = processes.edabus(
+                    "run", f"examples.{app}:app", "--config", str(directory / f"node-{app}.json5"),
+                    stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+                )  # fmt: skip
+            try:
+                wait_for_token(str(directory / f"publisher-{app}.json5"), f"@edabus/member/{app}/{group}/**")
+            except AssertionError:
+                msg = f"the {app} node did not go live (exit {node.poll()}):\n{node_log.read_text()}"
+                raise AssertionError(msg) from None
         yield ClosedBus(directory, port, processes)
     finally:
         processes.reap()
@@ -212,6 +214,23 @@ def test_the_publisher_certificate_deposits_and_reads_a_balance_with_the_cli(clo
     status = closed_bus.cli("status", "--json", "--config", config)
     assert status.returncode == 0, status.stderr
     assert "bank" in status.stdout
+
+
+@needs_openssl
+def test_a_reliable_message_is_acknowledged_through_the_acl(closed_bus: ClosedBus) -> None:
+    # The vault's Deposit is reliable: a Zenoh query to its owner, acknowledged by its reply.
+    config = closed_bus.config("publisher-vault")
+    published = closed_bus.cli("publish", "vault/r1/deposit", '{"amount": 5}', "--config", config)
+    assert published.returncode == 0, published.stderr
+    holdings = closed_bus.cli("request", "vault/r1/holdings", "{}", "--config", config)
+    assert holdings.returncode == 0, holdings.stderr
+    assert json.loads(holdings.stdout) == {"balance": 5, "deposits": 1}
+    # A bank publisher reaches no vault key.
+    refused = closed_bus.cli(
+        "request", "vault/r1/holdings", "{}", "--timeout", "1", "--config", closed_bus.config("publisher-bank")
+    )
+    assert refused.returncode != 0
+    assert refused.stdout == ""
 
 
 @needs_openssl
