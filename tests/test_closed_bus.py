@@ -279,3 +279,26 @@ def test_a_node_certificate_of_another_app_cannot_put_on_bank_keys(closed_bus: C
 
 def put(s: zenoh.Session, key: str, amount: int) -> None:
     s.put(key, msgspec.msgpack.encode({"amount": amount}), congestion_control=zenoh.CongestionControl.BLOCK)
+
+
+@needs_openssl
+def test_the_publisher_certificate_cannot_subscribe(closed_bus: ClosedBus) -> None:
+    heard: dict[str, threading.Event] = {"node": threading.Event(), "publisher": threading.Event()}
+    with (
+        session(closed_bus.config("node-bank")) as node,
+        session(closed_bus.config("publisher-bank")) as publisher,
+    ):
+        subscribers = [
+            s.declare_subscriber("bank/**", lambda _sample, who=who: heard[who].set())
+            for who, s in (("node", node), ("publisher", publisher))
+        ]
+        # Round trips on each link: the router has taken both declarations before these replies.
+        assert replies(node, "@edabus/node/*/catalog")
+        assert replies(publisher, "@edabus/node/*/catalog")
+        with session(closed_bus.config("node-bank")) as sender:
+            sender.put("bank/notice", b"hello", congestion_control=zenoh.CongestionControl.BLOCK)
+        assert heard["node"].wait(WAIT_S), "the control: a node certificate's subscriber heard nothing"
+        # The put went out to every subscriber before this query reached the router.
+        assert replies(publisher, "@edabus/node/*/catalog")
+        assert not heard["publisher"].is_set()
+        del subscribers
