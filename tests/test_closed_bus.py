@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,9 +288,12 @@ def test_the_publisher_certificate_cannot_subscribe(closed_bus: ClosedBus) -> No
         session(closed_bus.config("node-bank")) as node,
         session(closed_bus.config("publisher-bank")) as publisher,
     ):
+
+        def on_sample(who: str) -> Callable[[zenoh.Sample], None]:
+            return lambda _sample: heard[who].set()
+
         subscribers = [
-            s.declare_subscriber("bank/**", lambda _sample, who=who: heard[who].set())
-            for who, s in (("node", node), ("publisher", publisher))
+            s.declare_subscriber("bank/**", on_sample(who)) for who, s in (("node", node), ("publisher", publisher))
         ]
         # Round trips on each link: the router has taken both declarations before these replies.
         assert replies(node, "@edabus/node/*/catalog")
