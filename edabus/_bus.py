@@ -285,7 +285,8 @@ class Bus:
     ) -> tuple[bytes | None, Meta]:
         """Send raw payload bytes as a request; the reply's payload (None for an ack) and metadata."""
         self._check_open()
-        replies = Replies(is_decisive)
+        # Where a live edabus group serves the key, only its members' sessions may answer.
+        replies = Replies(is_decisive, trusted=self.router.repliers(key))
         attachment = encode_meta(self.next_meta(type_name, trace))
         try:
             with anyio.fail_after(timeout + 1.0):

@@ -31,6 +31,7 @@ import zenoh
 from ._bridge import Waker
 from ._exceptions import Undelivered
 from ._logging import get_logger
+from ._proof import session_of
 from ._wire import ErrorReply, Meta, encode_meta
 
 if TYPE_CHECKING:
@@ -174,10 +175,11 @@ class Outbox:
         outcome = functools.partial(self._settled, lane, entry.seq, entry.attempt)
         done = False
         wake = self._waker
+        trusted = bus.router.repliers(lane.key)  # where a group serves the key, only its members acknowledge
 
         def on_reply(reply: zenoh.Reply) -> None:  # Zenoh's thread
             nonlocal done
-            if done:
+            if done or (trusted is not None and session_of(reply) not in trusted):
                 return
             if reply.ok is not None:
                 done = True

@@ -47,6 +47,7 @@ __all__ = [
     "declare_identity",
     "identity_of",
     "identity_reply",
+    "session_of",
 ]
 
 log = get_logger(__name__)
@@ -58,6 +59,12 @@ LEASE_MISSES = 8  # rounds unanswered by a member's session before it counts as 
 _identity_decoder = msgspec.msgpack.Decoder(NodeIdentity)
 
 Answers = dict[str, frozenset[str]]  # session id -> the groups ("app/group") it says it hosts
+
+
+def session_of(reply: zenoh.Reply) -> str | None:
+    """The Zenoh session id of whoever sent ``reply`` (its replier id names the queryable too)."""
+    replier = reply.replier_id
+    return None if replier is None else str(replier.zid)
 
 
 def identity_reply(node: str, groups: list[str]) -> bytes:
@@ -74,7 +81,7 @@ def ask_identity(session: zenoh.Session, node: str, done: Callable[[Answers], No
     answers: Answers = {}
 
     def on_reply(reply: zenoh.Reply) -> None:
-        zid = reply.replier_id
+        zid = session_of(reply)
         if reply.ok is None or zid is None:
             return
         try:
@@ -82,7 +89,7 @@ def ask_identity(session: zenoh.Session, node: str, done: Callable[[Answers], No
         except Exception:  # noqa: BLE001 - anything on the bus may be hostile
             return
         if identity.node == node:
-            answers[str(zid)] = frozenset(identity.groups)
+            answers[zid] = frozenset(identity.groups)
 
     try:
         session.get(

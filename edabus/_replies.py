@@ -19,6 +19,7 @@ from ._bridge import Waker
 from ._exceptions import RemoteError, RequestTimeout
 from ._logging import get_logger
 from ._message import Message, encode
+from ._proof import session_of
 from ._wire import ErrorReply, Meta, decode_meta, encode_meta
 
 __all__ = ["NIL", "Replies", "is_decisive", "reply", "reply_error", "settle"]
@@ -37,8 +38,12 @@ class Replies:
     self-pipe write and a loop iteration, measured at tens of µs here.
     """
 
-    def __init__(self, is_decisive: Callable[[zenoh.Reply], bool] | None = None) -> None:
+    def __init__(
+        self, is_decisive: Callable[[zenoh.Reply], bool] | None = None, *, trusted: frozenset[str] | None = None
+    ) -> None:
         self.replies: list[zenoh.Reply] = []
+        self.trusted = trusted  # the sessions whose Zenoh replies count (None: any)
+        self.untrusted = 0
         self.final = False
         self.decisive: zenoh.Reply | None = None
         self._is_decisive = is_decisive
@@ -78,8 +83,15 @@ class Replies:
         if self._event is not None:
             self._event.set()
 
+    def _on_remote_reply(self, reply: zenoh.Reply) -> None:  # Zenoh's thread
+        trusted = self.trusted
+        if trusted is not None and session_of(reply) not in trusted:
+            self.untrusted += 1  # not a member of the group that serves the key: a forgery, left out
+            return
+        self.on_reply(reply)
+
     def callback(self) -> zenoh.handlers.Callback[zenoh.Reply]:
-        return zenoh.handlers.Callback(self.on_reply, self.on_final, indirect=False)
+        return zenoh.handlers.Callback(self._on_remote_reply, self.on_final, indirect=False)
 
     def _done(self) -> bool:
         return self.final or (self._first_decisive and self.decisive is not None)

@@ -64,6 +64,7 @@ log = get_logger(__name__)
 MAX_HOPS = 3  # a routed message passed on this often is dead-lettered: the members' views disagree
 CATALOG_TIMEOUT = 2.0
 _RETRY_S = 1.0  # how soon a catalog that did not come is asked for again
+_REPLIERS_KEPT = 10_000  # request keys whose trusted repliers are remembered
 _HISTORY_WAIT_S = 1.0  # how long a new bus waits for the member tokens of nodes that sent their catalog
 _ROUTABLE = ("keyed", "singleton", "pool")
 _catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
@@ -145,6 +146,7 @@ class Router:
         self._routes: dict[Group, GroupRoute] = {}  # the live groups whose catalog came
         self._plans: dict[type[Message], tuple[GroupRoute, ...] | None] = {}
         self._credited: dict[type[Message], tuple[Window, ...]] = {}
+        self._repliers: dict[str, frozenset[str] | None] = {}  # by request key (`repliers`)
         self._changes: Inbox[Change] = Inbox(65_536, name="routes")
         self._declared: list[Any] = []
         self._waker: Waker | None = None
@@ -162,6 +164,42 @@ class Router:
     def members(self) -> dict[Group, list[str]]:
         """The live members (node ids) of every group: member tokens a node's session answers for."""
         return {group: sorted(nodes) for group, nodes in self._tokens.items()}
+
+    def repliers(self, key: str) -> frozenset[str] | None:
+        """The sessions that may answer a request on ``key``: the proven members of the groups that serve it.
+
+        None (anyone may answer) where no known group serves the key (a raw queryable may
+        serve keys of its own), and while a proven group's catalog has not come. A member
+        whose token this bus has not seen or proven yet is not trusted until it is (a few
+        milliseconds after its node starts); tokens that nobody proves change nothing.
+        """
+        if not self.enabled:
+            return None
+        try:
+            return self._repliers[key]
+        except KeyError:
+            pass
+        if len(self._repliers) >= _REPLIERS_KEPT:
+            self._repliers.clear()
+        found = self._repliers[key] = self._repliers_of(key)
+        return found
+
+    def _repliers_of(self, key: str) -> frozenset[str] | None:
+        if any(group not in self._routes for group in self._tokens):
+            return None  # a proven group whose catalog has not come might serve the key: any reply counts meanwhile
+        try:
+            wanted = zenoh.KeyExpr(key)
+        except zenoh.ZError:
+            return None
+        sessions: set[str] = set()
+        for group, route in self._routes.items():
+            if any(pattern.intersects(wanted) for pattern in route.patterns):
+                lease = self._leases.get(group)
+                members = route.membership.members
+                if lease is None or any(node not in lease.sessions for node in members):
+                    return None
+                sessions.update(lease.sessions[node] for node in members)
+        return frozenset(sessions) if sessions else None
 
     def entries(self) -> list[CatalogEntry]:
         """The catalog entries of every live group whose catalog came (for tools: what a key's type is)."""
@@ -355,9 +393,10 @@ class Router:
         self._forget_plans()
 
     def _forget_plans(self) -> None:
-        """The groups or their members changed: plans and credit lists are made again when next used."""
+        """The groups or their members changed: plans, credit lists and repliers are made again when next used."""
         self._plans.clear()
         self._credited.clear()
+        self._repliers.clear()
 
     def _complete(self) -> None:
         """Make the route of every live group whose catalog came."""

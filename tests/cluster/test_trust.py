@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
+import msgspec
 import pytest
 import zenoh
 
@@ -150,3 +151,24 @@ async def test_a_node_paused_past_its_lease_serves_no_stale_state_when_it_resume
             assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
         actors = await live_actors(bus)
     assert [node for node, groups in actors.items() if name in groups.get("tally/Tally", ())] == ["v2"]
+
+
+@pytest.mark.timeout(60)
+async def test_a_forged_reply_is_not_taken_for_the_group_s(router: str, clusters: ClusterFactory) -> None:
+    """A raw queryable answers balance requests with its own figure: requesters take only the members' replies."""
+    await start_cluster(clusters, router, "bank", ("n1", "n2"))
+    forged = msgspec.msgpack.encode({"account": "forged", "amount": 999})
+
+    def forge(query: zenoh.Query) -> None:
+        query.reply(query.key_expr, forged)
+
+    with zenoh.open(client_config(router)) as session:
+        forger = session.declare_queryable("bank/account/*/balance", forge)
+        try:
+            async with edabus.connect(router) as bus:
+                with anyio.fail_after(WAIT_S):
+                    while not bus.router.repliers("bank/account/acct0/balance"):  # noqa: ASYNC110 - the bus's view
+                        await anyio.sleep(0.01)
+                assert await deposit_everywhere(bus) == {f"acct{i}": 1 for i in range(ACCOUNTS)}
+        finally:
+            forger.undeclare()
