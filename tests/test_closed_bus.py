@@ -277,6 +277,19 @@ def test_a_node_certificate_of_another_app_cannot_put_on_bank_keys(closed_bus: C
     assert balances == [{"account": "v1", "amount": 3}]  # the vault's 7 never arrived
 
 
+@needs_openssl
+def test_a_node_certificate_of_another_app_cannot_take_part_in_bank_placement(closed_bus: ClosedBus) -> None:
+    """A vault node's certificate cannot declare a bank member token: it cannot take bank keys."""
+    token = "@edabus/member/bank/Account/from-vault/gpus/0"  # noqa: S105 - a liveliness token, not a password
+    with session(closed_bus.config("node-bank")) as watcher, session(closed_bus.config("node-vault")) as vault:
+        held = vault.liveliness().declare_token(token)
+        assert replies(vault, "@edabus/node/*/catalog"), "no catalog reply"  # the router took the declaration
+        tokens = live_tokens(watcher, "@edabus/member/**")
+        assert any(t.startswith("@edabus/member/vault/") for t in tokens), tokens  # its own app's: allowed
+        assert token not in tokens
+        held.undeclare()
+
+
 def put(s: zenoh.Session, key: str, amount: int) -> None:
     s.put(key, msgspec.msgpack.encode({"amount": amount}), congestion_control=zenoh.CongestionControl.BLOCK)
 
