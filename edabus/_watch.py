@@ -37,6 +37,7 @@ __all__ = ["JOIN_BARRIER_TIMEOUT", "MemberWatch", "keep_leases", "proven_members
 
 log = get_logger(__name__)
 
+_UNREADABLE_LOGGED = 100  # unreadable token keys logged, at most (a flood of them is not a flood of logs)
 JOIN_BARRIER_TIMEOUT = 2.0  # a proven member that does not answer its barrier joins anyway, this much later
 
 
@@ -62,6 +63,7 @@ class MemberWatch:
         self._group = f"{membership.app}/{membership.group}"
         self._tokens: dict[str, int] = {}  # node -> GPUs, of every member token alive (proven or not)
         self._unproven: set[str] = set()  # tokens no session has answered for (logged once each)
+        self._unreadable: set[str] = set()  # token keys that are not member tokens (logged once each)
 
     def declare(self) -> Any:
         """Subscribe to the group's member tokens (with the ones alive now)."""
@@ -73,8 +75,15 @@ class MemberWatch:
         )
 
     def _on_change(self, sample: zenoh.Sample) -> None:  # Zenoh's thread
-        parsed = parse_member_key(str(sample.key_expr))
-        if parsed is None or parsed[2] == self._membership.self_id:
+        key = str(sample.key_expr)
+        parsed = parse_member_key(key)
+        if parsed is None:
+            unreadable = self._unreadable
+            if sample.kind == zenoh.SampleKind.PUT and key not in unreadable and len(unreadable) < _UNREADABLE_LOGGED:
+                unreadable.add(key)
+                log.warning("node.member_token_unreadable", token=key, node=self._membership.self_id)
+            return
+        if parsed[2] == self._membership.self_id:
             return
         node, gpus = parsed[2], parsed[3]
         if sample.kind == zenoh.SampleKind.PUT:

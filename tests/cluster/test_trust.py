@@ -66,9 +66,13 @@ async def account_stats(bus: edabus.Bus) -> tuple[int, int]:
 async def test_a_made_up_member_token_moves_no_key(router: str, clusters: ClusterFactory) -> None:
     """A raw client declares a member token for a node that does not exist: every deposit and request still lands."""
     cluster = await start_cluster(clusters, router, "bank", ("n1", "n2"))
-    with token(router, "@edabus/member/bank/Account/intruder/gpus/0"):
-        # The nodes try the intruder's join barrier; nobody answers it as a bank node.
+    with (
+        token(router, "@edabus/member/bank/Account/intruder/gpus/0"),
+        token(router, "@edabus/member/bank/Account/odd/gpus/many"),  # not a member token at all
+    ):
+        # The nodes ask who answers for the intruder; nobody does as a bank node.
         await eventually(lambda: "node.member_unproven" in cluster.nodes["n1"].events(), timeout=WAIT_S)
+        await eventually(lambda: "node.member_token_unreadable" in cluster.nodes["n1"].events(), timeout=WAIT_S)
         async with edabus.connect(router) as bus:
             assert await deposit_everywhere(bus) == {f"acct{i}": 1 for i in range(ACCOUNTS)}
             handled, _ = await account_stats(bus)
@@ -76,6 +80,8 @@ async def test_a_made_up_member_token_moves_no_key(router: str, clusters: Cluste
     assert handled == 2 * ACCOUNTS  # the deposits and the balance requests, each handled once
     assert cluster.view("n1", "Account") == cluster.view("n2", "Account") == {"n1", "n2"}
     assert status.members["bank/Account"] == ("n1", "n2")  # `edabus status` does not list the intruder
+    events = cluster.nodes["n1"].events()
+    assert events.count("node.member_unproven") == events.count("node.member_token_unreadable") == 1  # once each
 
 
 @pytest.mark.timeout(60)
