@@ -258,23 +258,24 @@ def _write_json5(path: Path, header: str, body: dict[str, Any]) -> None:
     path.write_text(comment + json.dumps(body, indent=2) + "\n")
 
 
-def _client(out: Path, endpoint: str, name: str) -> dict[str, Any]:
+def _tls_session(out: Path, mode: str, endpoints: dict[str, Any], tls: dict[str, Any]) -> dict[str, Any]:
+    """A Zenoh config of ``mode`` that speaks mutual TLS only, with the CA in ``out``, multicast off."""
     return {
-        "mode": "client",
-        "connect": {"endpoints": [endpoint]},
+        "mode": mode,
+        **endpoints,
         "scouting": {"multicast": {"enabled": False}},
         "transport": {
             "link": {
                 "protocols": ["tls"],
-                "tls": {
-                    "root_ca_certificate": str(out / "ca.pem"),
-                    "enable_mtls": True,
-                    "connect_certificate": str(out / f"{name}.pem"),
-                    "connect_private_key": str(out / f"{name}.key"),
-                },
+                "tls": {"root_ca_certificate": str(out / "ca.pem"), "enable_mtls": True, **tls},
             }
         },
     }
+
+
+def _client(out: Path, endpoint: str, name: str) -> dict[str, Any]:
+    certificate = {"connect_certificate": str(out / f"{name}.pem"), "connect_private_key": str(out / f"{name}.key")}
+    return _tls_session(out, "client", {"connect": {"endpoints": [endpoint]}}, certificate)
 
 
 def make_closed_bus(
@@ -306,24 +307,17 @@ def make_closed_bus(
             openssl.issue(out, Path(work), f"node-{app}", node_cn(app), f"DNS:{node_cn(app)}")
             openssl.issue(out, Path(work), f"publisher-{app}", publisher_cn(app), f"DNS:{publisher_cn(app)}")
     written = [out / "ca.pem", out / "ca.key", out / "router.pem", out / "router.key"]
-    router = {
-        "mode": "router",
-        "listen": {"endpoints": [endpoint]},
-        "scouting": {"multicast": {"enabled": False}},
-        "transport": {
-            "link": {
-                "protocols": ["tls"],
-                "tls": {
-                    "root_ca_certificate": str(out / "ca.pem"),
-                    "listen_certificate": str(out / "router.pem"),
-                    "listen_private_key": str(out / "router.key"),
-                    "enable_mtls": True,
-                    "close_link_on_expiration": True,
-                },
-            }
+    router = _tls_session(
+        out,
+        "router",
+        {"listen": {"endpoints": [endpoint]}},
+        {
+            "listen_certificate": str(out / "router.pem"),
+            "listen_private_key": str(out / "router.key"),
+            "close_link_on_expiration": True,
         },
-        "access_control": acl(apps),
-    }
+    )
+    router["access_control"] = acl(apps)
     _write_json5(
         out / "router.json5",
         f"A closed edabus bus (written by edabus certs): mutual TLS only, on {endpoint},\n"

@@ -112,14 +112,7 @@ class MemberWatch:
             self._confirm_join(node, gpus)
         elif node not in self._unproven:
             self._unproven.add(node)
-            log.warning(
-                "node.member_unproven",
-                app=self._membership.app,
-                group=self._membership.group,
-                member=node,
-                node=self._membership.self_id,
-                reason="no edabus node of the group answers for this member token; it is ignored",
-            )
+            self._warn("node.member_unproven", node, "no edabus node of the group answers for this member token")
 
     def leased(self) -> Iterable[str]:
         """The nodes to ask this lease round: the other members, and the tokens not proven yet."""
@@ -131,20 +124,19 @@ class MemberWatch:
         if node in self._membership.members:
             if self._lease.renew(node, answers):
                 return
-            log.warning(
-                "node.member_lost",
-                app=self._membership.app,
-                group=self._membership.group,
-                member=node,
-                node=self._membership.self_id,
-                reason="its session stopped answering (a token for it may live on)",
-            )
+            self._warn("node.member_lost", node, "its session stopped answering (a token for it may live on)")
             self._lease.forget(node)
             self._unproven.add(node)  # asked again each round: it rejoins if it answers again
             self._flush()
             self._push((CONTROL, functools.partial(self._changed, left={node}), None), force=True)
         elif node in self._unproven:
             self._proved(node, answers)
+
+    def _warn(self, event: str, member: str, reason: str) -> None:
+        membership = self._membership
+        log.warning(
+            event, app=membership.app, group=membership.group, member=member, node=membership.self_id, reason=reason
+        )
 
     def _confirm_join(self, node: str, gpus: int) -> None:
         """Ask the new member for a barrier reply; apply the join in the group's inbox after it."""
