@@ -45,7 +45,7 @@ _MESSAGES_ALL = [
 ]
 # The queries a publisher (edabus publish, request, status; edabus.connect()) sends to nodes.
 # Not `actors`: a node's live actor keys (account ids, say) are data, and per node, not per app.
-_NODE_LOOKUPS = ["catalog", "validate", "barrier", "identity", "stats"]
+_NODE_LOOKUPS = ["catalog", "validate", "barrier", "stats"]
 
 
 class CertsError(Exception):
@@ -69,6 +69,7 @@ def _node_keys(app: str) -> list[str]:
         f"@edabus/to/{app}/**",  # routed messages for its groups' members
         f"@edabus/credit/{app}/**",  # its groups' checkpoint queryables
         f"@edabus/member/{app}/**",  # its groups' member tokens
+        f"@edabus/identity/{app}/**",  # its answers for them: only X's nodes can prove X's members
         f"@edabus/deadletter/{app}/**",
         f"@edabus/escalation/{app}/**",
         "@edabus/node/**",  # per node, not per app: see docs/security.md
@@ -92,6 +93,22 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
             "flows": ["ingress"],
             "permission": "allow",
             "key_exprs": ["@edabus/member/**"],
+        },
+        {
+            # Anyone may ask who answers for a member (the proof of membership); only an
+            # app's own nodes may answer for it (their node rule).
+            "id": "ask-identities",
+            "messages": ["query"],
+            "flows": ["ingress"],
+            "permission": "allow",
+            "key_exprs": ["@edabus/identity/**"],
+        },
+        {
+            "id": "hear-identities",
+            "messages": ["reply", "declare_queryable"],
+            "flows": ["egress"],
+            "permission": "allow",
+            "key_exprs": ["@edabus/identity/**"],
         },
         {
             "id": "see-members",
@@ -159,11 +176,16 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
             {"id": f"publishers-{app}", "cert_common_names": [publisher_cn(app)]},
         ]
         policies += [
-            {"rules": [f"node-{app}", "follow-members", "see-members"], "subjects": [f"nodes-{app}"]},
+            {
+                "rules": [f"node-{app}", "follow-members", "see-members", "ask-identities", "hear-identities"],
+                "subjects": [f"nodes-{app}"],
+            },
             {
                 "rules": [
                     "follow-members",
                     "see-members",
+                    "ask-identities",
+                    "hear-identities",
                     f"publisher-{app}-send",
                     f"publisher-{app}-lookups",
                     f"publisher-{app}-barrier",

@@ -201,8 +201,9 @@ class Node:
             watches = self._watch_members()
             self._declare_routes()
             tg.start_soon(self._serve_control, self._control)
-            groups = [f"{app}/{group}" for app, group in self.supervisors]
-            self._declared.append(declare_identity(self.bus.session, self.node_id, groups))
+            for app in dict.fromkeys(app for app, _ in self.supervisors):
+                groups = [f"{a}/{g}" for a, g in self.supervisors if a == app]
+                self._declared.append(declare_identity(self.bus.session, app, self.node_id, groups))
             tg.start_soon(keep_leases, self.bus, watches, self._control.push)
             for app, group in self.supervisors:
                 token = member_key(app, group, self.node_id, len(self.gpus))

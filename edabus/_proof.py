@@ -4,9 +4,10 @@ On an open bus any client may declare a liveliness token shaped like a node's
 member token (``@edabus/member/{app}/{group}/{node}/gpus/{n}``), for a node that
 does not exist or as a copy of a live node's. A token alone proves nothing, so:
 
-- Every node answers on ``@edabus/node/{node}/identity`` (on Zenoh's thread, so
-  a busy event loop does not delay it) with a `NodeIdentity`: its id and the
-  groups it hosts. Zenoh stamps each reply with the replier's session id.
+- Every node answers on ``@edabus/identity/{app}/{node}``, for each app it hosts
+  (on Zenoh's thread, so a busy event loop does not delay it), with a
+  `NodeIdentity`: its id and the app's groups it hosts. Zenoh stamps each reply
+  with the replier's session id.
 - Peers (other nodes, and publishers that route) count a member only once an
   identity reply for its node names its group; they remember the session id
   that answered.
@@ -72,8 +73,10 @@ def identity_reply(node: str, groups: list[str]) -> bytes:
     return msgspec.msgpack.encode(NodeIdentity(node=node, groups=groups))
 
 
-def ask_identity(session: zenoh.Session, node: str, done: Callable[[Answers], None]) -> None:
-    """Ask who answers for ``node``; ``done`` gets every answering session's groups, on Zenoh's thread.
+def ask_identity(session: zenoh.Session, app: str, node: str, done: Callable[[Answers], None]) -> None:
+    """Ask who answers for ``node`` in ``app`` (``*``: any app); ``done`` gets every answering session's groups.
+
+    ``done`` runs on Zenoh's thread.
 
     A reply counts only if it decodes, names ``node`` and carries a replier id;
     anything else (a hostile or foreign reply) is left out.
@@ -93,7 +96,7 @@ def ask_identity(session: zenoh.Session, node: str, done: Callable[[Answers], No
 
     try:
         session.get(
-            identity_key(node),
+            identity_key(app, node),
             zenoh.handlers.Callback(on_reply, functools.partial(_finish, done, answers), indirect=False),
             target=zenoh.QueryTarget.ALL,
             timeout=PROOF_TIMEOUT,
@@ -140,8 +143,8 @@ class Lease:
         self._misses.pop(node, None)
 
 
-async def identity_of(session: zenoh.Session, node: str) -> Answers:
-    """Ask who answers for ``node`` and wait for the answers (at most `PROOF_TIMEOUT`)."""
+async def identity_of(session: zenoh.Session, app: str, node: str) -> Answers:
+    """Ask who answers for ``node`` in ``app`` and wait for the answers (at most `PROOF_TIMEOUT`)."""
     finished = anyio.Event()
     waker = Waker()
     found: Answers = {}
@@ -150,15 +153,15 @@ async def identity_of(session: zenoh.Session, node: str) -> Answers:
         found.update(answers)
         waker(finished.set)
 
-    ask_identity(session, node, done)
+    ask_identity(session, app, node, done)
     await finished.wait()
     return found
 
 
-def declare_identity(session: zenoh.Session, node: str, groups: list[str]) -> zenoh.Queryable[None]:
-    """Answer on ``node``'s identity queryable, at once on Zenoh's thread (a busy event loop does not delay it)."""
+def declare_identity(session: zenoh.Session, app: str, node: str, groups: list[str]) -> zenoh.Queryable[None]:
+    """Answer for ``node`` in ``app`` (its ``groups``), at once on Zenoh's thread (a busy loop does not delay it)."""
     payload = identity_reply(node, groups)
-    key = identity_key(node)
+    key = identity_key(app, node)
 
     def on_query(query: zenoh.Query) -> None:
         try:
@@ -173,7 +176,7 @@ def declare_identity(session: zenoh.Session, node: str, groups: list[str]) -> ze
 
 async def check_unique(session: zenoh.Session, node: str) -> None:
     """Raise `DuplicateNodeError` if a live session already answers for ``node``."""
-    answers = await identity_of(session, node)
+    answers = await identity_of(session, "*", node)
     if answers:
         msg = (
             f"node id {node!r} is already live on this bus (session {min(answers)} answers for it); "

@@ -72,7 +72,7 @@ _catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
 Group = tuple[str, str]  # (app, group)
 WindowFactory = Callable[[str, str, int, int, str], "Window | None"]  # (app, group, limit, bytes, node)
 # A member token came or went; a node's sessions answered who they are; or a barrier query.
-Change = tuple[bool, Group, str, int] | tuple[str, Answers] | zenoh.Query
+Change = tuple[bool, Group, str, int] | tuple[str, str, Answers] | zenoh.Query
 
 
 class GroupRoute:
@@ -317,9 +317,10 @@ class Router:
                 self._apply(batch)
             if anyio.current_time() >= self._next_round:
                 self._next_round = anyio.current_time() + LEASE_INTERVAL
-                leased = {node for members in self._tokens.values() for node in members}
-                for node in leased | {node for group, node in self._unproven if node in self._seen.get(group, ())}:
-                    self._ask(node)
+                leased = {(group[0], node) for group, members in self._tokens.items() for node in members}
+                leased |= {(group[0], node) for group, node in self._unproven if node in self._seen.get(group, ())}
+                for app, node in leased:
+                    self._ask(app, node)
             unknown = {node for group, members in self._tokens.items() if group not in self._routes for node in members}
             for node in sorted(unknown):
                 await self._ask_catalogs(catalog_key(node))
@@ -328,7 +329,7 @@ class Router:
         for change in changes:
             if isinstance(change, zenoh.Query):  # after every change that came before it
                 _answer(change, routes_barrier_key(self._bus.node_id))
-            elif len(change) == 2:  # noqa: PLR2004 - a node's answers
+            elif len(change) == 3:  # noqa: PLR2004 - a node's answers for one app
                 self._answered(*change)
             else:
                 joined, group, node, gpus = change
@@ -336,7 +337,7 @@ class Router:
                 if joined:
                     seen[node] = gpus
                     if self._tokens.get(group, {}).get(node) != gpus:
-                        self._ask(node)  # it counts once its session answers for it
+                        self._ask(group[0], node)  # it counts once its session answers for it
                 else:
                     seen.pop(node, None)
                     if not seen:
@@ -346,16 +347,16 @@ class Router:
                     self._remove(group, node)
         self._complete()
 
-    def _ask(self, node: str) -> None:
-        """Ask who answers for ``node``; the answers come back as a change."""
+    def _ask(self, app: str, node: str) -> None:
+        """Ask who answers for ``node`` in ``app``; the answers come back as a change."""
         if not self._bus.closed:
-            ask_identity(self._bus.session, node, lambda answers: self._changes.push((node, answers)))
+            ask_identity(self._bus.session, app, node, lambda answers: self._changes.push((app, node, answers)))
 
-    def _answered(self, node: str, answers: Answers) -> None:
-        """Prove (or renew) ``node`` in every group it holds a token of."""
+    def _answered(self, app: str, node: str, answers: Answers) -> None:
+        """Prove (or renew) ``node`` in every group of ``app`` it holds a token of."""
         for group, seen in self._seen.items():
             gpus = seen.get(node)
-            if gpus is None:
+            if gpus is None or group[0] != app:
                 continue
             lease = self._leases.setdefault(group, Lease())
             if node in self._tokens.get(group, ()):

@@ -60,6 +60,7 @@ class MemberWatch:
         self._flush = flush
         self._control = control
         self._lease = lease
+        self.app = membership.app
         self._group = f"{membership.app}/{membership.group}"
         self._tokens: dict[str, int] = {}  # node -> GPUs, of every member token alive (proven or not)
         self._unproven: set[str] = set()  # tokens no session has answered for (logged once each)
@@ -98,7 +99,10 @@ class MemberWatch:
         """Ask who answers for a member token's node (then `_proved`, on the loop)."""
         if not self._bus.closed and node in self._tokens:
             ask_identity(
-                self._bus.session, node, lambda answers: self._control(functools.partial(self._proved, node, answers))
+                self._bus.session,
+                self.app,
+                node,
+                lambda answers: self._control(functools.partial(self._proved, node, answers)),
             )
 
     def _proved(self, node: str, answers: Answers) -> None:
@@ -187,7 +191,7 @@ async def proven_members(bus: Bus, app: str, group: str, self_id: str, lease: Le
     answers: dict[str, Answers] = {}
 
     async def ask(node: str) -> None:
-        answers[node] = await identity_of(bus.session, node)
+        answers[node] = await identity_of(bus.session, app, node)
 
     async with anyio.create_task_group() as tg:
         for node in tokens:
@@ -198,13 +202,13 @@ async def proven_members(bus: Bus, app: str, group: str, self_id: str, lease: Le
 async def keep_leases(bus: Bus, watches: list[MemberWatch], control: Callable[[Callable[[], None]], None]) -> None:
     """Ask every member's session again each `LEASE_INTERVAL`; its answers (or none) renew its lease."""
 
-    def renewed(node: str, answers: Answers) -> None:  # Zenoh's thread
-        control(functools.partial(_renew_all, watches, node, answers))
+    def renewed(app: str, node: str, answers: Answers) -> None:  # Zenoh's thread
+        control(functools.partial(_renew_all, [w for w in watches if w.app == app], node, answers))
 
     while not bus.closed:
         await anyio.sleep(LEASE_INTERVAL)  # a periodic round, not a wait for something to happen
-        for node in set().union(*(watch.leased() for watch in watches)):
-            ask_identity(bus.session, node, functools.partial(renewed, node))
+        for app, node in {(watch.app, node) for watch in watches for node in watch.leased()}:
+            ask_identity(bus.session, app, node, functools.partial(renewed, app, node))
 
 
 def _renew_all(watches: list[MemberWatch], node: str, answers: Answers) -> None:

@@ -250,9 +250,13 @@ def barrier_key(node: str) -> str:
     return f"{PREFIX}/node/{node}/barrier"
 
 
-def identity_key(node: str) -> str:
-    """A node's identity queryable, answered at once with a `NodeIdentity`."""
-    return f"{PREFIX}/node/{node}/identity"
+def identity_key(app: str, node: str) -> str:
+    """A node's identity queryable for one app it hosts, answered at once with a `NodeIdentity`.
+
+    Per app (``@edabus/identity/{app}/{node}``), so that a closed bus's access list can
+    let only an app's own nodes answer for that app's members (docs/security.md).
+    """
+    return f"{PREFIX}/identity/{app}/{node}"
 
 
 def catalog_key(node: str) -> str:

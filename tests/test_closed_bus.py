@@ -290,6 +290,20 @@ def test_a_node_certificate_of_another_app_cannot_take_part_in_bank_placement(cl
         held.undeclare()
 
 
+@needs_openssl
+def test_only_an_app_s_own_nodes_can_answer_for_its_members(closed_bus: ClosedBus) -> None:
+    """A vault node's certificate cannot answer for a bank member: it cannot prove (or contest) bank membership."""
+    forged = msgspec.msgpack.encode({"node": "forged", "groups": ["bank/Account"]})
+    key = "@edabus/identity/bank/forged"
+    with session(closed_bus.config("publisher-bank")) as asker:
+        for config, seen in (("node-vault", False), ("node-bank", True)):  # the bank's: the control
+            with session(closed_bus.config(config)) as answerer:
+                held = answerer.declare_queryable(key, lambda q: q.reply(q.key_expr, forged))
+                assert replies(answerer, "@edabus/node/*/catalog"), "no catalog reply"  # the router took it
+                assert (forged in replies(asker, key)) is seen, config
+                held.undeclare()
+
+
 def put(s: zenoh.Session, key: str, amount: int) -> None:
     s.put(key, msgspec.msgpack.encode({"amount": amount}), congestion_control=zenoh.CongestionControl.BLOCK)
 
