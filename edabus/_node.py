@@ -316,6 +316,8 @@ class Node:
                 flush=functools.partial(self._flush_group, sup),  # its lane is made later
                 control=self._control.push,
                 lease=self._leases[sup],
+                # Durable groups reload what the others may have written while this node was cut off.
+                on_rejoin=sup.refresh if sup.durability is not None and sup.durability.state_type else None,
             )
             self._declared.append(watch.declare())
             watches.append(watch)

@@ -53,6 +53,7 @@ class MemberWatch:
         flush: Callable[[], None],
         control: Callable[[Callable[[], None]], None],
         lease: Lease,
+        on_rejoin: Callable[[], None] | None = None,
     ) -> None:
         self._bus = bus
         self._membership = membership
@@ -60,11 +61,14 @@ class MemberWatch:
         self._flush = flush
         self._control = control
         self._lease = lease
+        self._on_rejoin = on_rejoin  # others came back after every one of them had left (a partition healed?)
+        self._cut_off = False
         self.app = membership.app
         self._group = f"{membership.app}/{membership.group}"
         self._tokens: dict[str, int] = {}  # node -> GPUs, of every member token alive (proven or not)
         self._unproven: set[str] = set()  # tokens no session has answered for (logged once each)
         self._unreadable: set[str] = set()  # token keys that are not member tokens (logged once each)
+        self._barrier_passed: set[str] = set()  # joins whose barrier came before their proof
 
     def declare(self) -> Any:
         """Subscribe to the group's member tokens (with the ones alive now)."""
@@ -96,14 +100,21 @@ class MemberWatch:
             self._push((CONTROL, functools.partial(self._changed, left={node}), None), force=True)
 
     def _prove(self, node: str) -> None:
-        """Ask who answers for a member token's node (then `_proved`, on the loop)."""
-        if not self._bus.closed and node in self._tokens:
-            ask_identity(
-                self._bus.session,
-                self.app,
-                node,
-                lambda answers: self._control(functools.partial(self._proved, node, answers)),
-            )
+        """Ask who answers for a member token's node (then `_proved`), and its barrier at the same time.
+
+        The two go out together, so a join waits one round trip, not two: it is applied
+        once the barrier's reply came and the proof is in, whichever is later.
+        """
+        gpus = self._tokens.get(node)
+        if self._bus.closed or gpus is None:
+            return
+        ask_identity(
+            self._bus.session,
+            self.app,
+            node,
+            lambda answers: self._control(functools.partial(self._proved, node, answers)),
+        )
+        self._confirm_join(node, gpus)
 
     def _proved(self, node: str, answers: Answers) -> None:
         """A join once the node's session answered for it as one of the group's; else logged once, asked again."""
@@ -113,7 +124,9 @@ class MemberWatch:
         if self._lease.prove(node, self._group, answers):
             if self._unproven:
                 self._unproven.discard(node)
-            self._confirm_join(node, gpus)
+            if node in self._barrier_passed:  # the barrier came first: join now, behind another one
+                self._barrier_passed.discard(node)
+                self._confirm_join(node, gpus)
         elif node not in self._unproven:
             self._unproven.add(node)
             self._warn("node.member_unproven", node, "no edabus node of the group answers for this member token")
@@ -131,6 +144,7 @@ class MemberWatch:
             self._warn("node.member_lost", node, "its session stopped answering (a token for it may live on)")
             self._lease.forget(node)
             self._unproven.add(node)  # asked again each round: it rejoins if it answers again
+            self._barrier_passed.add(node)  # (behind a new barrier, once proven)
             self._flush()
             self._push((CONTROL, functools.partial(self._changed, left={node}), None), force=True)
         elif node in self._unproven:
@@ -146,7 +160,7 @@ class MemberWatch:
         """Ask the new member for a barrier reply; apply the join in the group's inbox after it."""
         if self._bus.closed:
             return
-        change = functools.partial(self._changed, joined={node: gpus})
+        change = functools.partial(self._join, node, gpus)
 
         def on_reply(_reply: zenoh.Reply) -> None:
             pass  # the reply matters only for when it comes: on_final follows it
@@ -162,12 +176,23 @@ class MemberWatch:
             timeout=JOIN_BARRIER_TIMEOUT,
         )
 
+    def _join(self, node: str, gpus: int) -> None:
+        """In the group's inbox order, behind the new member's barrier: the join, if the member is proven."""
+        if self._tokens.get(node) != gpus:
+            return  # its token went (or changed) meanwhile
+        if node in self._lease.sessions:
+            self._changed(joined={node: gpus})
+        else:
+            self._barrier_passed.add(node)  # `_proved` joins it once the proof is in
+
     def _changed(self, *, joined: dict[str, int] | None = None, left: set[str] | None = None) -> None:
         membership = self._membership
         for node in left or ():
             if node not in self._tokens:  # its token went: forget it (one that stopped answering is asked again)
                 self._lease.forget(node)
                 self._unproven.discard(node)
+                self._barrier_passed.discard(node)
+        had_others = len(membership.members) > 1
         if membership.update(joined=joined, left=left):
             log.info(
                 "node.members_changed",
@@ -179,6 +204,14 @@ class MemberWatch:
                 joined=sorted(joined or ()),
                 left=sorted(left or ()),
             )
+            alone = len(membership.members) == 1
+            if alone and had_others:
+                self._cut_off = True  # every other member left: maybe they did, maybe our link did
+            elif self._cut_off and not alone:
+                self._cut_off = False
+                if self._on_rejoin is not None:  # the others may have served our keys meanwhile
+                    self._warn("node.rejoined", ",".join(sorted(joined or ())), "retiring actors that may be stale")
+                    self._on_rejoin()
 
 
 async def proven_members(bus: Bus, app: str, group: str, self_id: str, lease: Lease) -> dict[str, int]:

@@ -60,9 +60,11 @@ class Router:
         self.endpoint = f"tcp/127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, connect: str | None = None) -> None:
+        """Start (again) on the same port; ``connect``: link to another router."""
+        link = ["--connect", connect] if connect else []
         self.proc = self.processes.edabus(
-            "router", "--listen", self.endpoint, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            "router", "--listen", self.endpoint, *link, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         wait_for_port(self.port, proc=self.proc)
 
@@ -70,6 +72,10 @@ class Router:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.processes.stop(self.proc)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from edabus._status import gather_status
 from examples.bank import Deposit
 from tests.cluster._nodes import WAIT_S, ClusterFactory, NodeProcess, client_config, group_stats, live_actors
 from tests.cluster.tally_app import Add, Read, Total
+from tests.cluster.test_durability import Router
 from tests.cluster.test_placement import balances, start_cluster
 from tests.conftest import Processes, eventually
 
@@ -178,3 +179,39 @@ async def test_a_forged_reply_is_not_taken_for_the_group_s(router: str, clusters
                 assert await deposit_everywhere(bus) == {f"acct{i}": 1 for i in range(ACCOUNTS)}
         finally:
             forger.undeclare()
+
+
+@pytest.mark.timeout(90)
+async def test_a_node_cut_off_from_the_bus_serves_no_stale_state_when_it_comes_back(
+    processes: Processes, router: str, tmp_path: Path
+) -> None:
+    """v2 reaches the bus through its own router, which dies and comes back: v1 served v2's key meanwhile.
+
+    Back on the bus, v2 owns the key again; it must answer from the store (what v1
+    wrote), not from the actor it held in memory before it was cut off.
+    """
+    edge = Router(processes)  # v2's own router, linked to the main one
+    edge.start(connect=router)
+    env = {"EDABUS_VAULT_DB": str(tmp_path / "tally.db")}
+    v1 = NodeProcess(processes, router, tmp_path / "v1.log", target=TALLY, node_id="v1", env=env)
+    v1.wait_until_up("tally")
+    v2 = NodeProcess(processes, edge.endpoint, tmp_path / "v2.log", target=TALLY, node_id="v2", env=env)
+    v2.wait_until_up("tally")
+    await eventually(lambda: _logged(v1, "node.members_changed", joined=["v2"]) == 1, timeout=WAIT_S)
+    name = next(f"k{i}" for i in range(100) if rendezvous_owner(("v1", "v2"), f"k{i}") == "v2")
+    async with edabus.connect(router) as bus:
+        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
+        await bus.publish(Add(name=name, amount=5))
+        assert await bus.request(Read(name=name), reply_type=Total) == Total(5, 1)
+        edge.kill()  # v2 is cut off; v1 and this bus see it go at once
+        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1"], timeout=WAIT_S)
+        await eventually(lambda: _logged(v1, "node.members_changed", left=["v2"]) == 1, timeout=WAIT_S)
+        await bus.publish(Add(name=name, amount=7))  # v1 loads 5 from the store, saves 12
+        assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
+        edge.start(connect=router)  # v2 comes back on the bus
+        await eventually(lambda: _logged(v1, "node.members_changed", joined=["v2"]) == 2, timeout=WAIT_S)
+        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
+        await eventually(lambda: _logged(v2, "node.members_changed", joined=["v1"]) >= 1, timeout=WAIT_S)
+        for _ in range(5):
+            assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
+    edge.stop()
