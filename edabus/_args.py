@@ -7,9 +7,23 @@ import importlib.metadata
 import re
 from pathlib import Path
 
+from ._certs import APP_NAME
 from ._config import DEFAULT_ROUTER_ENDPOINT
 
-__all__ = ["MAX_TIMEOUT", "config_file", "endpoint", "log_options", "plain", "seconds", "version"]
+__all__ = [
+    "MAX_TIMEOUT",
+    "UsageError",
+    "app_name",
+    "config_file",
+    "days",
+    "endpoint",
+    "gpus",
+    "log_options",
+    "plain",
+    "port",
+    "seconds",
+    "version",
+]
 
 MAX_TIMEOUT = 86_400.0  # a day: any longer wait is a typo (and Zenoh refuses durations past 2**64 s)
 
@@ -20,6 +34,42 @@ _JSON5_MESSAGE = re.compile(
     r'(Json5Err\()?Message \{ msg: "(.*?)", '
     r"location: (?:Some\(Location \{ line: (\d+), column: (\d+) \}\)|None) \}(?(1)\))"
 )
+
+
+class UsageError(Exception):
+    """Bad input on the command line: printed, exit status 2."""
+
+
+def app_name(text: str) -> str:
+    """An app name for `edabus certs`: one key chunk."""
+    if not APP_NAME.fullmatch(text):
+        msg = f"{text!r}: an app name is letters, digits, '_', '.' and '-' (its keys live under NAME/**)"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    if not (text.isdigit() and 0 < int(text) <= 65535):  # noqa: PLR2004
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
+    return int(text)
+
+
+def days(text: str) -> int:
+    """A certificate's lifetime in days, 1 to 36500."""
+    if not (text.isdigit() and 0 < int(text) <= 36500):  # noqa: PLR2004
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of days from 1 to 36500")
+    return int(text)
+
+
+def gpus(text: str | None) -> list[int] | None:
+    """``--gpus``: device numbers such as ``0,1`` (``""``: none; None: what cupy finds)."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--gpus takes device numbers such as 0,1 (got {text!r})") from None
 
 
 def plain(text: str) -> str:

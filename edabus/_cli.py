@@ -7,7 +7,6 @@ import functools
 import gc
 import importlib
 import importlib.util
-import json
 import os
 import signal
 import sys
@@ -16,44 +15,40 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import msgspec
 import structlog
 import zenoh
 
 from ._app import App
-from ._args import MAX_TIMEOUT, config_file, endpoint, log_options, plain, seconds, version
-from ._bus import Bus
-from ._certs import APP_NAME, CertsError, make_closed_bus
+from ._args import (
+    MAX_TIMEOUT,
+    UsageError,
+    app_name,
+    config_file,
+    days,
+    endpoint,
+    gpus,
+    log_options,
+    plain,
+    port,
+    seconds,
+    version,
+)
+from ._certs import CertsError, make_closed_bus
 from ._config import DEFAULT_ROUTER_ENDPOINT, make_config
 from ._connect import connect
-from ._exceptions import DecodeError, DuplicateNodeError, EdabusError, KeyValueError, RemoteError, Undelivered
-from ._keys import check_concrete_key
+from ._exceptions import DuplicateNodeError, EdabusError, RemoteError, Undelivered
 from ._logging import configure_logging
+from ._lookup import prepare
 from ._node import Node
 from ._status import gather_status, render_json, render_table
-from ._tail import PUT, Tap, as_json, dead_letter_line, fits, line
-from ._wire import (
-    PREFIX,
-    CatalogEntry,
-    ErrorReply,
-    NodeCatalog,
-    ValidateRequest,
-    decode_untrusted,
-    encode_meta,
-    validate_key,
-)
+from ._tail import PUT, Tap, as_json, dead_letter_line, line
+from ._wire import PREFIX, encode_meta
 
 __all__ = ["main"]
 
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-_catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
-_error_decoder = msgspec.msgpack.Decoder(ErrorReply)
-
-
-class UsageError(Exception):
-    """Bad input on the command line: printed, exit status 2."""
 
 
 class CommandFailed(Exception):
@@ -159,7 +154,7 @@ async def _cmd_run(args: argparse.Namespace, stop: anyio.Event) -> int:
         args.connect or None, listen=args.listen or None, config=args.config, node_id=args.node_id
     ) as bus:
         try:
-            async with Node(bus, apps, gpus=_gpus(args.gpus)):
+            async with Node(bus, apps, gpus=gpus(args.gpus)):
                 # What start-up built (modules, the apps, the session) lives as long as the
                 # process: keep the collector's full passes off it (about 5% of a busy node).
                 gc.collect()
@@ -172,72 +167,12 @@ async def _cmd_run(args: argparse.Namespace, stop: anyio.Event) -> int:
     return EXIT_OK
 
 
-def _gpus(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--gpus takes device numbers such as 0,1 (got {text!r})") from None
-
-
 # -- publish / request --------------------------------------------------------------------------
-
-
-async def _catalog(bus: Bus, timeout: float) -> list[tuple[str, CatalogEntry]]:
-    """(node, entry) for every message type each live node handles."""
-    entries: list[tuple[str, CatalogEntry]] = []
-    for reply in await bus.query(f"{PREFIX}/node/*/catalog", timeout=timeout):
-        if reply.ok is not None:
-            try:
-                catalog = decode_untrusted(_catalog_decoder, reply.ok.payload.to_bytes(), "catalog")
-            except DecodeError:
-                continue
-            entries.extend((catalog.node, entry) for entry in catalog.entries)
-    return entries
-
-
-async def _prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes, CatalogEntry | None]:
-    """The payload for ``text`` on ``key``, and the catalog entry of the live group that serves it (if any)."""
-    try:
-        check_concrete_key(key)
-    except KeyValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        fields = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"invalid JSON: {exc}") from exc
-    if not isinstance(fields, dict):
-        raise UsageError("the message must be a JSON object of its fields")
-    try:
-        payload = msgspec.msgpack.encode(fields)
-    except OverflowError:
-        raise UsageError("the JSON holds an integer beyond 64 bits, which msgpack cannot carry") from None
-    hosts = [(node, entry) for node, entry in await _catalog(bus, timeout) if fits(entry, key)]
-    if not hosts:
-        return payload, None
-    # A node that hosts the type validates the fields (and the ones the key carries) with the
-    # real type: the node that listed it, for the app and group that listed it.
-    node, entry = hosts[0]
-    request = ValidateRequest(type=entry.type, fields=fields, key=key, app=entry.app, group=entry.group)
-    for reply in await bus.query(validate_key(node), timeout=timeout, payload=msgspec.msgpack.encode(request)):
-        if reply.ok is not None:
-            return reply.ok.payload.to_bytes(), entry
-        if reply.err is not None:
-            try:
-                detail = decode_untrusted(_error_decoder, reply.err.payload.to_bytes(), "validation reply").message
-            except DecodeError as exc:
-                detail = str(exc)
-            # The node's error names the type too ("Deposit: Expected `int` ..."): say it once.
-            raise UsageError(
-                f"the JSON does not fit {entry.type} ({entry.key}): {detail.removeprefix(entry.type + ': ')}"
-            )
-    return payload, entry
 
 
 async def _cmd_publish(args: argparse.Namespace) -> int:
     async with connect(**_bus_args(args)) as bus:
-        payload, entry = await _prepare(bus, args.key, args.json, args.timeout)
+        payload, entry = await prepare(bus, args.key, args.json, args.timeout)
         if entry is not None and entry.reliable:  # at least once: kept and resent until its owner acknowledges it
             await bus.outbox.send(args.key, payload, entry.type, "")
             try:
@@ -249,7 +184,7 @@ async def _cmd_publish(args: argparse.Namespace) -> int:
             bus.put(args.key, payload, encode_meta(bus.next_meta(entry.type if entry else "")))
     if entry is None:
         _stderr(
-            f"warning: no live group serves {args.key!r} (no node listed its type within {args.timeout:g} s); "
+            f"warning: no live group serves {args.key!r} (no live node lists its type); "
             "the message went out with no listener"
         )
         return EXIT_FAIL
@@ -258,7 +193,7 @@ async def _cmd_publish(args: argparse.Namespace) -> int:
 
 async def _cmd_request(args: argparse.Namespace) -> int:
     async with connect(**_bus_args(args)) as bus:
-        payload, entry = await _prepare(bus, args.key, args.json, args.timeout)
+        payload, entry = await prepare(bus, args.key, args.json, args.timeout)
         type_name = entry.type if entry else ""
         try:
             reply, _meta = await bus.request_raw(args.key, payload, type_name=type_name, timeout=args.timeout)
@@ -326,25 +261,6 @@ async def _cmd_certs(args: argparse.Namespace) -> int:
     _stdout("\n".join(str(path) for path in written))
     _stderr(f"start the router: edabus router --config {written[0].parent / 'router.json5'}")
     return EXIT_OK
-
-
-def _app_name(text: str) -> str:
-    if not APP_NAME.fullmatch(text):
-        msg = f"{text!r}: an app name is letters, digits, '_', '.' and '-' (its keys live under NAME/**)"
-        raise argparse.ArgumentTypeError(msg)
-    return text
-
-
-def _port(text: str) -> int:
-    if not (text.isdigit() and 0 < int(text) <= 65535):  # noqa: PLR2004
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1 to 65535")
-    return int(text)
-
-
-def _days(text: str) -> int:
-    if not (text.isdigit() and 0 < int(text) <= 36500):  # noqa: PLR2004
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of days from 1 to 36500")
-    return int(text)
 
 
 async def _cmd_demo(_args: argparse.Namespace) -> int:
@@ -442,13 +358,13 @@ def _parser() -> argparse.ArgumentParser:
         "--app",
         action="append",
         required=True,
-        type=_app_name,
+        type=app_name,
         metavar="NAME",
         help="an app whose keys live under NAME/**: a node and a publisher certificate for it (repeatable)",
     )
     p.add_argument("--router-host", default="127.0.0.1", help="the address clients dial (default 127.0.0.1)")
-    p.add_argument("--router-port", type=_port, default=7447, help="the router's TLS port (default 7447)")
-    p.add_argument("--days", type=_days, default=365, help="how long the certificates are valid (default 365)")
+    p.add_argument("--router-port", type=port, default=7447, help="the router's TLS port (default 7447)")
+    p.add_argument("--days", type=days, default=365, help="how long the certificates are valid (default 365)")
     p.add_argument("--force", action="store_true", help="replace a CA already in DIR, and every certificate")
 
     add("demo", "run the bank example in one process", _cmd_demo)
