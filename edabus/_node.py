@@ -31,7 +31,7 @@ from ._ingest import CONTROL, GroupIntake
 from ._logging import get_logger
 from ._membership import Membership
 from ._message import Message
-from ._proof import Heartbeat, Lease, check_unique, declare_identity
+from ._proof import Heartbeat, Lease, check_unique, declare_identities
 from ._puller import Puller
 from ._statistics import SupervisorStatistics
 from ._store import close_stores, stores_of
@@ -201,9 +201,7 @@ class Node:
             watches = self._watch_members()
             self._declare_routes()
             tg.start_soon(self._serve_control, self._control)
-            for app in dict.fromkeys(app for app, _ in self.supervisors):
-                groups = [f"{a}/{g}" for a, g in self.supervisors if a == app]
-                self._declared.append(declare_identity(self.bus.session, app, self.node_id, groups))
+            self._declared += declare_identities(self.bus.session, self.node_id, self.supervisors)
             tg.start_soon(keep_leases, self.bus, watches, self._control.push)
             for app, group in self.supervisors:
                 token = member_key(app, group, self.node_id, len(self.gpus))
@@ -307,20 +305,20 @@ class Node:
     def _watch_members(self) -> list[MemberWatch]:
         """Follow each group's member tokens; each change takes effect in the group's inbox order."""
         assert self._control is not None  # noqa: S101 - made in __aenter__
-        watches = []
-        for sup, membership in self.memberships.items():
-            watch = MemberWatch(
+        watches = [
+            MemberWatch(
                 self.bus,
                 membership,
                 push=self._inboxes[sup].push,
                 flush=functools.partial(self._flush_group, sup),  # its lane is made later
                 control=self._control.push,
                 lease=self._leases[sup],
-                # Durable groups reload what the others may have written while this node was cut off.
-                on_rejoin=sup.refresh if sup.durability is not None and sup.durability.state_type else None,
+                # A durable group reloads what the others wrote while this node was cut off.
+                on_rejoin=sup.refresh if sup.durability and sup.durability.state_type else None,
             )
-            self._declared.append(watch.declare())
-            watches.append(watch)
+            for sup, membership in self.memberships.items()
+        ]
+        self._declared += [watch.declare() for watch in watches]
         return watches
 
     async def _serve_control(self, inbox: Inbox[Callable[[], None]]) -> None:

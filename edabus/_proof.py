@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import anyio
 import msgspec
@@ -37,14 +37,19 @@ from ._wire import NodeIdentity, identity_key
 
 __all__ = [
     "AWAY_S",
+    "KEPT",
     "LEASE_INTERVAL",
     "LEASE_MISSES",
+    "LOST",
     "PROOF_TIMEOUT",
+    "PROVEN",
+    "UNPROVEN",
     "Answers",
     "Heartbeat",
     "Lease",
     "ask_identity",
     "check_unique",
+    "declare_identities",
     "declare_identity",
     "identity_of",
     "identity_reply",
@@ -109,12 +114,36 @@ def _finish(done: Callable[[Answers], None], answers: Answers) -> None:
     done(answers)
 
 
+KEPT, LOST, PROVEN, UNPROVEN, STILL_UNPROVEN = "kept", "lost", "proven", "unproven", "still unproven"
+
+
 class Lease:
-    """The session that proved each member node, and how many rounds it has left unanswered."""
+    """The session that proved each member node of one group, its unanswered rounds, and the unproven tokens."""
 
     def __init__(self) -> None:
         self.sessions: dict[str, str] = {}  # node -> the session id that proved it
+        self.unproven: set[str] = set()  # tokens nobody answers for (to log once, and to ask again)
         self._misses: dict[str, int] = {}
+
+    def judge(self, node: str, group: str, answers: Answers, *, member: bool) -> str:
+        """What ``answers`` mean for ``node``: a member `KEPT` or `LOST`; a candidate `PROVEN` or not.
+
+        `UNPROVEN` the first time a candidate is not proven (log it), `STILL_UNPROVEN` after.
+        A lost member and an unproven candidate are asked again each round.
+        """
+        if member:
+            if self.renew(node, answers):
+                return KEPT
+            self.forget(node)
+            self.unproven.add(node)
+            return LOST
+        if self.prove(node, group, answers):
+            self.unproven.discard(node)
+            return PROVEN
+        if node in self.unproven:
+            return STILL_UNPROVEN
+        self.unproven.add(node)
+        return UNPROVEN
 
     def prove(self, node: str, group: str, answers: Answers) -> bool:
         """Whether ``answers`` prove ``node`` a member of ``group``; if so, remember the session that did."""
@@ -138,9 +167,14 @@ class Lease:
         return misses < LEASE_MISSES
 
     def forget(self, node: str) -> None:
-        """The node left (its token went, or its lease ran out)."""
+        """The node's lease ended (its token went, or its session stopped answering)."""
         self.sessions.pop(node, None)
         self._misses.pop(node, None)
+
+    def drop(self, node: str) -> None:
+        """The node's token went: forget everything about it."""
+        self.forget(node)
+        self.unproven.discard(node)
 
 
 async def identity_of(session: zenoh.Session, app: str, node: str) -> Answers:
@@ -172,6 +206,16 @@ def declare_identity(session: zenoh.Session, app: str, node: str, groups: list[s
             query.drop()
 
     return session.declare_queryable(key, zenoh.handlers.Callback(on_query, indirect=False))
+
+
+def declare_identities(
+    session: zenoh.Session, node: str, groups: Iterable[tuple[str, str]]
+) -> list[zenoh.Queryable[None]]:
+    """One identity queryable per app among ``groups`` ((app, group) pairs), each naming that app's groups."""
+    by_app: dict[str, list[str]] = {}
+    for app, group in groups:
+        by_app.setdefault(app, []).append(f"{app}/{group}")
+    return [declare_identity(session, app, node, names) for app, names in by_app.items()]
 
 
 async def check_unique(session: zenoh.Session, node: str) -> None:

@@ -25,9 +25,7 @@ as queries on the plain key, as before. docs/cluster.md has the contract.
 
 from __future__ import annotations
 
-import functools
-import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -36,32 +34,28 @@ import zenoh
 
 from ._bridge import Inbox, Waker
 from ._credit import Window
-from ._exceptions import EdabusError, NoRouteError
+from ._exceptions import EdabusError
 from ._logging import get_logger
-from ._membership import Membership
-from ._proof import LEASE_INTERVAL, Answers, Lease, ask_identity
+from ._proof import LEASE_INTERVAL, LOST, PROVEN, UNPROVEN, Answers, Lease, ask_identity
+from ._route import GroupRoute
 from ._wire import (
     PREFIX,
     CatalogEntry,
     NodeCatalog,
     catalog_key,
     credit_key,
-    encode_meta,
     parse_member_key,
-    route_prefix,
     routes_barrier_key,
 )
 
 if TYPE_CHECKING:
     from ._bus import Bus
-    from ._envelope import Envelope
     from ._message import Message
 
-__all__ = ["MAX_HOPS", "GroupRoute", "Router", "forward"]
+__all__ = ["Router"]
 
 log = get_logger(__name__)
 
-MAX_HOPS = 3  # a routed message passed on this often is dead-lettered: the members' views disagree
 CATALOG_TIMEOUT = 2.0
 _RETRY_S = 1.0  # how soon a catalog that did not come is asked for again
 _REPLIERS_KEPT = 10_000  # request keys whose trusted repliers are remembered
@@ -70,66 +64,8 @@ _ROUTABLE = ("keyed", "singleton", "pool")
 _catalog_decoder = msgspec.msgpack.Decoder(NodeCatalog)
 
 Group = tuple[str, str]  # (app, group)
-WindowFactory = Callable[[str, str, int, int, str], "Window | None"]  # (app, group, limit, bytes, node)
 # A member token came or went; a node's sessions answered who they are; or a barrier query.
 Change = tuple[bool, Group, str, int] | tuple[str, str, Answers] | zenoh.Query
-
-
-class GroupRoute:
-    """One group as a publisher sees it: its key patterns, its kind, its members, their credit windows."""
-
-    def __init__(self, app: str, group: str, entries: Iterable[CatalogEntry], windows: WindowFactory) -> None:
-        entries = list(entries)
-        first = entries[0]
-        self.app = app
-        self.group = group
-        self.kind = first.kind
-        self.field = first.field
-        self.patterns = [zenoh.KeyExpr(entry.pattern) for entry in entries]
-        self.membership = Membership(app, group, "", prefer_gpus=first.gpus_first)
-        self.prefixes: dict[str, str] = {}
-        self.windows: dict[str, Window] = {}  # by member node; none for our own node (it waits locally)
-        self._new_window = functools.partial(windows, app, group, first.window, first.window_bytes)
-        self._turn = itertools.count()
-
-    def update(self, *, joined: dict[str, int] | None = None, left: set[str] | None = None) -> None:
-        """Apply member changes (from their tokens); a member that left takes its window with it."""
-        self.membership.update(joined=joined, left=left)
-        self.prefixes = {node: route_prefix(self.app, self.group, node) + "/" for node in self.membership.members}
-        for node in left or ():
-            window = self.windows.pop(node, None)
-            if window is not None:
-                window.close()
-        for node in joined or ():
-            if node not in self.windows:
-                window = self._new_window(node)
-                if window is not None:
-                    self.windows[node] = window
-
-    def close(self) -> None:
-        """The group is gone (or the bus closes): release everything held back for it."""
-        for window in self.windows.values():
-            window.close()
-        self.windows.clear()
-
-    def covers(self, pattern: zenoh.KeyExpr) -> bool | None:
-        """Whether the group takes every key of ``pattern`` (True), none (False), or only some (None)."""
-        overlaps = False
-        for own in self.patterns:
-            if own.includes(pattern):
-                return True
-            overlaps = overlaps or own.intersects(pattern)
-        return None if overlaps else False
-
-    def target(self, msg: Message) -> str:
-        """The member that takes ``msg`` (as the nodes decide it)."""
-        membership = self.membership
-        if self.kind == "keyed":
-            return membership.owner(str(getattr(msg, self.field)))
-        if self.kind == "singleton":
-            return membership.owner(self.group)
-        owners = membership.owners  # a pool: any member serves, so spread them in turn
-        return owners[next(self._turn) % len(owners)]
 
 
 class Router:
@@ -140,7 +76,6 @@ class Router:
         self._tokens: dict[Group, dict[str, int]] = {}  # proven live members (node: GPU count) of every group
         self._seen: dict[Group, dict[str, int]] = {}  # every live member token, proven or not
         self._leases: dict[Group, Lease] = {}
-        self._unproven: set[tuple[Group, str]] = set()  # tokens no session answers for (logged once each)
         self._next_round = 0.0  # when the members' sessions are asked again (`_proof`)
         self._catalogs: dict[Group, list[CatalogEntry]] = {}  # what each group takes, from any of its nodes
         self._routes: dict[Group, GroupRoute] = {}  # the live groups whose catalog came
@@ -318,7 +253,11 @@ class Router:
             if anyio.current_time() >= self._next_round:
                 self._next_round = anyio.current_time() + LEASE_INTERVAL
                 leased = {(group[0], node) for group, members in self._tokens.items() for node in members}
-                leased |= {(group[0], node) for group, node in self._unproven if node in self._seen.get(group, ())}
+                leased |= {
+                    (group[0], node)
+                    for group, lease in self._leases.items()
+                    for node in lease.unproven & set(self._seen.get(group, ()))
+                }
                 for app, node in leased:
                     self._ask(app, node)
             unknown = {node for group, members in self._tokens.items() if group not in self._routes for node in members}
@@ -342,8 +281,8 @@ class Router:
                     seen.pop(node, None)
                     if not seen:
                         del self._seen[group]
-                    self._unproven.discard((group, node))
-                    self._leases.get(group, Lease()).forget(node)
+                    if group in self._leases:
+                        self._leases[group].drop(node)
                     self._remove(group, node)
         self._complete()
 
@@ -358,19 +297,15 @@ class Router:
             gpus = seen.get(node)
             if gpus is None or group[0] != app:
                 continue
-            lease = self._leases.setdefault(group, Lease())
-            if node in self._tokens.get(group, ()):
-                if not lease.renew(node, answers):
-                    log.warning("bus.member_lost", app=group[0], group=group[1], member=node)
-                    lease.forget(node)
-                    self._unproven.add((group, node))
-                    self._remove(group, node)
-            elif lease.prove(node, f"{group[0]}/{group[1]}", answers):
-                self._unproven.discard((group, node))
+            member = node in self._tokens.get(group, ())
+            verdict = self._leases.setdefault(group, Lease()).judge(node, f"{app}/{group[1]}", answers, member=member)
+            if verdict == PROVEN:
                 self._add(group, node, gpus)
-            elif (group, node) not in self._unproven:
-                self._unproven.add((group, node))
-                log.warning("bus.member_unproven", app=group[0], group=group[1], member=node)
+            elif verdict == LOST:
+                log.warning("bus.member_lost", app=app, group=group[1], member=node)
+                self._remove(group, node)
+            elif verdict == UNPROVEN:
+                log.warning("bus.member_unproven", app=app, group=group[1], member=node)
 
     def _add(self, group: Group, node: str, gpus: int) -> None:
         self._tokens.setdefault(group, {})[node] = gpus
@@ -439,19 +374,3 @@ def _answer(query: zenoh.Query, key: str) -> None:
         log.debug("bus.reply_failed", key=str(query.key_expr))
     finally:
         query.drop()
-
-
-def forward(bus: Bus, app: str, group: str, envelope: Envelope, owner: str) -> BaseException | None:
-    """Pass a routed arrival on to ``owner``'s routed key; the error if it cannot be."""
-    meta = envelope.meta
-    if meta.hops >= MAX_HOPS:
-        return NoRouteError(
-            f"{envelope.key!r} was passed on {meta.hops} times between nodes of {app}/{group} "
-            f"that disagree on its owner; this node sees {owner} as the owner"
-        )
-    attachment = encode_meta(msgspec.structs.replace(meta, hops=meta.hops + 1))
-    try:
-        bus.put(f"{route_prefix(app, group, owner)}/{envelope.key}", envelope.payload, attachment)
-    except (EdabusError, zenoh.ZError) as exc:
-        return exc
-    return None

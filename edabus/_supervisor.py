@@ -27,7 +27,7 @@ from ._mailbox import Mailbox
 from ._message import Message, decode_message, too_large
 from ._policy import RestartPolicy
 from ._replies import reply
-from ._router import forward
+from ._route import forward
 from ._statistics import SupervisorStatistics
 from ._timers import Timers
 
@@ -193,12 +193,7 @@ class Supervisor(FailureHandling):
         raise NotImplementedError
 
     def refresh(self) -> None:
-        """Drop what may be stale: the node was stopped past its lease, and others may have served its keys.
-
-        Keyed and singleton groups stop their live actors (each once it finishes what
-        it took in), so the next message rebuilds the actor and reloads its state. Pool
-        workers keep nothing per key.
-        """
+        """The node was away past its lease: retire live actors (keyed groups; pools keep nothing per key)."""
 
     def rebalance(self) -> None:
         """The group's members changed: let go of actors this node no longer owns."""

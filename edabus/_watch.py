@@ -26,7 +26,7 @@ import zenoh
 
 from ._ingest import CONTROL
 from ._logging import get_logger
-from ._proof import LEASE_INTERVAL, Answers, Lease, ask_identity, identity_of
+from ._proof import LEASE_INTERVAL, LOST, PROVEN, UNPROVEN, Answers, Lease, ask_identity, identity_of
 from ._wire import barrier_key, member_key, parse_member_key
 
 if TYPE_CHECKING:
@@ -66,7 +66,6 @@ class MemberWatch:
         self.app = membership.app
         self._group = f"{membership.app}/{membership.group}"
         self._tokens: dict[str, int] = {}  # node -> GPUs, of every member token alive (proven or not)
-        self._unproven: set[str] = set()  # tokens no session has answered for (logged once each)
         self._unreadable: set[str] = set()  # token keys that are not member tokens (logged once each)
         self._barrier_passed: set[str] = set()  # joins whose barrier came before their proof
 
@@ -116,39 +115,34 @@ class MemberWatch:
         )
         self._confirm_join(node, gpus)
 
-    def _proved(self, node: str, answers: Answers) -> None:
-        """A join once the node's session answered for it as one of the group's; else logged once, asked again."""
+    def _proved(self, node: str, answers: Answers, *, member: bool = False) -> None:
+        """A candidate's answers: a join once proven (behind its barrier); else logged once, asked again."""
         gpus = self._tokens.get(node)
         if gpus is None:
             return  # its token went meanwhile
-        if self._lease.prove(node, self._group, answers):
-            if self._unproven:
-                self._unproven.discard(node)
+        verdict = self._lease.judge(node, self._group, answers, member=member)
+        if verdict == PROVEN:
             if node in self._barrier_passed:  # the barrier came first: join now, behind another one
                 self._barrier_passed.discard(node)
                 self._confirm_join(node, gpus)
-        elif node not in self._unproven:
-            self._unproven.add(node)
+        elif verdict == UNPROVEN:
             self._warn("node.member_unproven", node, "no edabus node of the group answers for this member token")
+        elif verdict == LOST:
+            self._warn("node.member_lost", node, "its session stopped answering (a token for it may live on)")
+            self._barrier_passed.add(node)  # it rejoins behind a new barrier once it answers again
+            self._flush()
+            self._push((CONTROL, functools.partial(self._changed, left={node}), None), force=True)
 
     def leased(self) -> Iterable[str]:
         """The nodes to ask this lease round: the other members, and the tokens not proven yet."""
         self_id = self._membership.self_id
-        return {m for m in self._membership.members if m != self_id} | (self._unproven & set(self._tokens))
+        return {m for m in self._membership.members if m != self_id} | (self._lease.unproven & set(self._tokens))
 
     def renew(self, node: str, answers: Answers) -> None:
         """One lease round's answers for ``node`` (on the loop)."""
-        if node in self._membership.members:
-            if self._lease.renew(node, answers):
-                return
-            self._warn("node.member_lost", node, "its session stopped answering (a token for it may live on)")
-            self._lease.forget(node)
-            self._unproven.add(node)  # asked again each round: it rejoins if it answers again
-            self._barrier_passed.add(node)  # (behind a new barrier, once proven)
-            self._flush()
-            self._push((CONTROL, functools.partial(self._changed, left={node}), None), force=True)
-        elif node in self._unproven:
-            self._proved(node, answers)
+        member = node in self._membership.members
+        if member or node in self._lease.unproven:
+            self._proved(node, answers, member=member)
 
     def _warn(self, event: str, member: str, reason: str) -> None:
         membership = self._membership
@@ -189,8 +183,7 @@ class MemberWatch:
         membership = self._membership
         for node in left or ():
             if node not in self._tokens:  # its token went: forget it (one that stopped answering is asked again)
-                self._lease.forget(node)
-                self._unproven.discard(node)
+                self._lease.drop(node)
                 self._barrier_passed.discard(node)
         had_others = len(membership.members) > 1
         if membership.update(joined=joined, left=left):

@@ -21,7 +21,7 @@ import zenoh
 
 import edabus
 from edabus._membership import rendezvous_owner
-from edabus._router import MAX_HOPS
+from edabus._route import MAX_HOPS
 from edabus._wire import DeadLetter, Meta, dead_letter_key, encode_meta, route_prefix
 from tests.conftest import eventually
 

@@ -215,3 +215,34 @@ async def test_a_node_cut_off_from_the_bus_serves_no_stale_state_when_it_comes_b
         for _ in range(5):
             assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
     edge.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_hostile_identity_answers_prove_nothing_and_end_nothing(router: str, clusters: ClusterFactory) -> None:
+    """A raw client holds a member token and answers identity questions with poison: the nodes go on, unmoved.
+
+    The answers: the issue's 1 KB payload nested a thousand deep, a length bomb, and a
+    well-formed identity for another node id. None proves the intruder.
+    """
+    cluster = await start_cluster(clusters, router, "bank", ("n1", "n2"))
+    poison = [
+        b"\x82\xa4node\xa8intruder\xa6groups" + b"\x91" * 1000 + b"\xc0",
+        b"\x82\xa4node\xa8intruder\xa6groups\xdd\xff\xff\xff\xff",
+        msgspec.msgpack.encode({"node": "someone-else", "groups": ["bank/Account"]}),
+    ]
+
+    def answer(query: zenoh.Query) -> None:
+        for payload in poison:
+            query.reply(query.key_expr, payload)
+
+    with zenoh.open(client_config(router)) as session:
+        answering = session.declare_queryable("@edabus/identity/bank/*", answer)
+        try:
+            with token(router, "@edabus/member/bank/Account/intruder/gpus/0"):
+                await eventually(lambda: "node.member_unproven" in cluster.nodes["n1"].events(), timeout=WAIT_S)
+                async with edabus.connect(router) as bus:
+                    assert await deposit_everywhere(bus) == {f"acct{i}": 1 for i in range(ACCOUNTS)}
+        finally:
+            answering.undeclare()
+    assert all(node.proc.poll() is None for node in cluster.nodes.values())
+    assert cluster.view("n1", "Account") == cluster.view("n2", "Account") == {"n1", "n2"}
