@@ -168,7 +168,7 @@ class Node:
         if self.bus.hosting:
             msg = "this bus already hosts a node; host every app in one Node"
             raise EdabusError(msg)
-        await check_unique(self.bus.session, self.node_id)  # before anything of ours is declared
+        await check_unique(self.bus, self.node_id)  # before anything of ours is declared
         self._heartbeat.start()
         self.bus.hosting = True
         self._loop_thread = threading.get_ident()

@@ -25,15 +25,17 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-import anyio
 import msgspec
 import zenoh
 
-from ._bridge import Waker
 from ._exceptions import DuplicateNodeError
 from ._logging import get_logger
 from ._wire import NodeIdentity, identity_key
+
+if TYPE_CHECKING:
+    from ._bus import Bus
 
 __all__ = [
     "AWAY_S",
@@ -87,22 +89,10 @@ def ask_identity(session: zenoh.Session, app: str, node: str, done: Callable[[An
     anything else (a hostile or foreign reply) is left out.
     """
     answers: Answers = {}
-
-    def on_reply(reply: zenoh.Reply) -> None:
-        zid = session_of(reply)
-        if reply.ok is None or zid is None:
-            return
-        try:
-            identity = _identity_decoder.decode(reply.ok.payload.to_bytes())
-        except Exception:  # noqa: BLE001 - anything on the bus may be hostile
-            return
-        if identity.node == node:
-            answers[zid] = frozenset(identity.groups)
-
     try:
         session.get(
             identity_key(app, node),
-            zenoh.handlers.Callback(on_reply, functools.partial(_finish, done, answers), indirect=False),
+            zenoh.handlers.Callback(functools.partial(_read, node, answers), lambda: done(answers), indirect=False),
             target=zenoh.QueryTarget.ALL,
             timeout=PROOF_TIMEOUT,
         )
@@ -110,8 +100,17 @@ def ask_identity(session: zenoh.Session, app: str, node: str, done: Callable[[An
         done({})
 
 
-def _finish(done: Callable[[Answers], None], answers: Answers) -> None:
-    done(answers)
+def _read(node: str, answers: Answers, reply: zenoh.Reply) -> None:
+    """Note one identity reply for ``node`` in ``answers`` (hostile or foreign replies are left out)."""
+    zid = session_of(reply)
+    if reply.ok is None or zid is None:
+        return
+    try:
+        identity = _identity_decoder.decode(reply.ok.payload.to_bytes())
+    except Exception:  # noqa: BLE001 - anything on the bus may be hostile
+        return
+    if identity.node == node:
+        answers[zid] = frozenset(identity.groups)
 
 
 KEPT, LOST, PROVEN, UNPROVEN, STILL_UNPROVEN = "kept", "lost", "proven", "unproven", "still unproven"
@@ -177,19 +176,12 @@ class Lease:
         self.unproven.discard(node)
 
 
-async def identity_of(session: zenoh.Session, app: str, node: str) -> Answers:
+async def identity_of(bus: Bus, app: str, node: str) -> Answers:
     """Ask who answers for ``node`` in ``app`` and wait for the answers (at most `PROOF_TIMEOUT`)."""
-    finished = anyio.Event()
-    waker = Waker()
-    found: Answers = {}
-
-    def done(answers: Answers) -> None:  # Zenoh's thread
-        found.update(answers)
-        waker(finished.set)
-
-    ask_identity(session, app, node, done)
-    await finished.wait()
-    return found
+    answers: Answers = {}
+    for reply in await bus.query(identity_key(app, node), timeout=PROOF_TIMEOUT):
+        _read(node, answers, reply)
+    return answers
 
 
 def declare_identity(session: zenoh.Session, app: str, node: str, groups: list[str]) -> zenoh.Queryable[None]:
@@ -218,9 +210,9 @@ def declare_identities(
     return [declare_identity(session, app, node, names) for app, names in by_app.items()]
 
 
-async def check_unique(session: zenoh.Session, node: str) -> None:
+async def check_unique(bus: Bus, node: str) -> None:
     """Raise `DuplicateNodeError` if a live session already answers for ``node``."""
-    answers = await identity_of(session, "*", node)
+    answers = await identity_of(bus, "*", node)
     if answers:
         msg = (
             f"node id {node!r} is already live on this bus (session {min(answers)} answers for it); "

@@ -217,7 +217,7 @@ async def proven_members(bus: Bus, app: str, group: str, self_id: str, lease: Le
     answers: dict[str, Answers] = {}
 
     async def ask(node: str) -> None:
-        answers[node] = await identity_of(bus.session, app, node)
+        answers[node] = await identity_of(bus, app, node)
 
     async with anyio.create_task_group() as tg:
         for node in tokens:
