@@ -94,6 +94,9 @@ def ask_identity(session: zenoh.Session, app: str, node: str, done: Callable[[An
             identity_key(app, node),
             zenoh.handlers.Callback(functools.partial(_read, node, answers), lambda: done(answers), indirect=False),
             target=zenoh.QueryTarget.ALL,
+            # Every reply, none merged: replies on one key are otherwise consolidated, and a
+            # hostile one could shadow the node's own.
+            consolidation=zenoh.ConsolidationMode.NONE,
             timeout=PROOF_TIMEOUT,
         )
     except zenoh.ZError:  # the session is closing
