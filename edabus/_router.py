@@ -104,9 +104,9 @@ class Router:
         """The sessions that may answer a request on ``key``: the proven members of the groups that serve it.
 
         None (anyone may answer) where no known group serves the key (a raw queryable may
-        serve keys of its own), and while a proven group's catalog has not come. A member
-        whose token this bus has not seen or proven yet is not trusted until it is (a few
-        milliseconds after its node starts); tokens that nobody proves change nothing.
+        serve keys of its own), while a proven group's catalog has not come, and while a
+        member token of a serving group waits for its first answer (a node that just
+        started; at most `PROOF_TIMEOUT`). A token nobody answers for changes nothing.
         """
         if not self.enabled:
             return None
@@ -133,6 +133,8 @@ class Router:
                 members = route.membership.members
                 if lease is None or any(node not in lease.sessions for node in members):
                     return None
+                if any(node not in lease.sessions and node not in lease.unproven for node in self._seen.get(group, ())):
+                    return None  # a token whose first answer is still on its way (a node just started)
                 sessions.update(lease.sessions[node] for node in members)
         return frozenset(sessions) if sessions else None
 
@@ -277,6 +279,7 @@ class Router:
                     seen[node] = gpus
                     if self._tokens.get(group, {}).get(node) != gpus:
                         self._ask(group[0], node)  # it counts once its session answers for it
+                        self._repliers.clear()  # meanwhile, any reply counts for its group's keys
                 else:
                     seen.pop(node, None)
                     if not seen:
@@ -306,6 +309,7 @@ class Router:
                 self._remove(group, node)
             elif verdict == UNPROVEN:
                 log.warning("bus.member_unproven", app=app, group=group[1], member=node)
+                self._repliers.clear()  # judged: it no longer holds the group's replies open
 
     def _add(self, group: Group, node: str, gpus: int) -> None:
         self._tokens.setdefault(group, {})[node] = gpus
