@@ -23,7 +23,11 @@ publisher whose window is spent waits for the next reply.
 - A checkpoint that reaches no node (it stopped or died, the router restarted)
   ends without a reply: the window is forgiven, since what was in flight is
   gone with the link, and membership changes do the rest. One that times out
-  (a stuck actor holds the inbox) is sent again, and the publisher waits on.
+  (a stuck actor holds the inbox) is sent again, and the publisher waits on:
+  a query held to its timeout may end with no reply at all (the router ends
+  it), so "no reply" counts as gone only when it came well before the timeout.
+- Only the node's own session may answer (the one that proved it a member):
+  a stranger's queryable on the checkpoint key frees no credit.
 - Messages published from inside handlers count but never wait: an actor
   waiting on its own group, or two groups on each other, would deadlock.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +46,7 @@ import zenoh
 from ._bridge import Waker
 from ._exceptions import PublishTimeout
 from ._logging import get_logger
+from ._proof import session_of
 from ._wire import PREFIX
 
 if TYPE_CHECKING:
@@ -67,6 +73,7 @@ DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 CHECKPOINT_TIMEOUT = 10.0  # a checkpoint held this long (a stuck group) is sent again
 
 _ACK, _RETRY, _GONE = 0, 1, 2
+_HELD = 0.9  # a checkpoint that ends unanswered this far into its timeout was held, not lost
 
 
 class Window:
@@ -75,6 +82,7 @@ class Window:
     __slots__ = (
         "_bus",
         "_room",
+        "_session",
         "_waker",
         "acked",
         "acked_bytes",
@@ -91,10 +99,11 @@ class Window:
         "waits",
     )
 
-    def __init__(self, bus: Bus, waker: Waker, key: str, limit: int, limit_bytes: int) -> None:
+    def __init__(self, bus: Bus, waker: Waker, key: str, limit: int, limit_bytes: int, *, session: str | None) -> None:
         self._bus = bus
         self._waker = waker
         self.key = key  # the node's checkpoint queryable for the group
+        self._session = session  # the Zenoh session that proved the node: only its answers count
         self.limit = limit
         self.limit_bytes = limit_bytes
         self.sent = self.sent_bytes = 0
@@ -142,21 +151,31 @@ class Window:
         self.checkpoints += 1
         settle = functools.partial(self._settled, self.sent, self.sent_bytes)
         wake = self._waker
+        trusted = self._session
         answered = False
+        timeout = CHECKPOINT_TIMEOUT
+        held_until = time.monotonic() + timeout * _HELD
 
         def on_reply(reply: zenoh.Reply) -> None:  # Zenoh's thread
             nonlocal answered
-            if not answered:
+            if answered:
+                return
+            zid = session_of(reply)  # None: Zenoh's own timeout (no replier), which says "ask again"
+            if trusted is None or zid == trusted or (zid is None and reply.ok is None):
                 answered = True
                 wake(functools.partial(settle, _ACK if reply.ok is not None else _RETRY))
 
         def on_final() -> None:  # Zenoh's thread
-            if not answered:
-                wake(functools.partial(settle, _GONE))
+            if not answered:  # held to the timeout (the router may end it before Zenoh's own error): ask again
+                wake(functools.partial(settle, _RETRY if time.monotonic() >= held_until else _GONE))
 
         try:
             bus.session.get(
-                self.key, zenoh.handlers.Callback(on_reply, on_final, indirect=False), timeout=CHECKPOINT_TIMEOUT
+                self.key,
+                zenoh.handlers.Callback(on_reply, on_final, indirect=False),
+                # Every reply as it comes, none merged: a stranger's reply could stand in for the node's.
+                consolidation=zenoh.ConsolidationMode.NONE,
+                timeout=timeout,
             )
         except zenoh.ZError:  # closing: nothing waits on this window for long
             settle(_GONE)

@@ -173,7 +173,9 @@ class Router:
             return None
         if self._waker is None:
             self._waker = Waker()  # made on the loop, where the windows are settled
-        return Window(self._bus, self._waker, credit_key(app, group, node), limit, limit_bytes)
+        lease = self._leases.get((app, group))
+        session = None if lease is None else lease.sessions.get(node)
+        return Window(self._bus, self._waker, credit_key(app, group, node), limit, limit_bytes, session=session)
 
     def _plan(self, cls: type[Message]) -> tuple[GroupRoute, ...] | None:
         template = cls.__edabus_key__

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+import zenoh
 from structlog.testing import capture_logs
 
 import edabus
+import edabus._credit
 from edabus._status import gather_status
-from tests.cluster._nodes import NodeProcess
+from tests.cluster._nodes import NodeProcess, client_config
 from tests.cluster.flow_app import Busy, Quick, Sleepy, Stuck, Tick
 from tests.conftest import Processes
 
@@ -274,3 +276,50 @@ def test_a_publisher_held_by_credit_goes_on_when_a_node_is_killed_or_joins(
     sent, final = anyio.run(run)
     print(f"\ncredit across a kill and a join: publisher {sent['elapsed']:.2f} s; handled {final}")  # noqa: T201
     assert final.get("c", 0) > 0  # the joiner took its share (6 of the 10 keys), and got credit for them
+
+
+async def test_a_stranger_answering_credit_checkpoints_lifts_no_flow_control(
+    router: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A raw queryable on ``@edabus/credit/**`` that answers every checkpoint at once frees no credit.
+
+    Only the session of the group's proven member may answer its checkpoints: a
+    publisher that took the stranger's word would flood a stuck group. (Zenoh's
+    default consolidation holds the stranger's reply until the checkpoint's
+    timeout, shortened here, and then hands it over as the answer.)
+    """
+    monkeypatch.setattr(edabus._credit, "CHECKPOINT_TIMEOUT", 0.5)
+    Held.gate, Held.handled = anyio.Event(), 0
+    app = edabus.App("held")
+    app.keyed(Held, key="sink", mailbox_size=1)
+    answered = 0
+
+    def answer(query: zenoh.Query) -> None:  # the stranger: "all taken in"
+        nonlocal answered
+        answered += 1
+        query.reply(query.key_expr, b"")
+
+    with zenoh.open(client_config(router)) as stranger:
+        stranger.declare_queryable("@edabus/credit/**", answer)
+        async with (
+            edabus.connect(router) as node_bus,
+            edabus.Node(node_bus, [app], window=10, inbox_size=5),
+            edabus.connect(router) as bus,
+        ):
+            await bus.wait_for_group("held", timeout=10)
+            with anyio.fail_after(10):
+                while not bus.router.windows(Tick):  # noqa: ASYNC110 - the catalog comes by itself
+                    await anyio.sleep(0.01)
+            sent = 0
+
+            async def publish_until_refused() -> None:
+                nonlocal sent
+                for n in range(100):
+                    await bus.publish(Tick(sink="s", n=n), timeout=3)
+                    sent += 1
+
+            with pytest.raises(edabus.PublishTimeout, match=r"Tick not sent: no credit"):
+                await publish_until_refused()
+            assert 10 <= sent <= 30  # what the node itself frees (15-20 here); the stranger would free all 100
+            assert answered > 0  # the stranger did answer
+            Held.gate.set()
