@@ -5,7 +5,7 @@ group sees all the members, so placement has settled before the first message.
 The publisher is this process, an edabus client of the same router: it sends
 ``warmup`` ticks round-robin over the 1,000 names, then ``rounds`` rounds of
 ``messages``; after each it drains (every node has taken in what was sent) and
-reads every node's `SupervisorStatistics` from ``@edabus/node/*/stats`` until the
+reads every node's `SupervisorStatistics` from ``@edabus/node/{app}/*/stats`` until the
 handled counts add up and the inboxes are empty.
 
 Per round and node: ``received`` (every arrival, ``not_owned`` included) over
@@ -64,7 +64,7 @@ Counters = dict[str, tuple[int, int, int]]  # node: (received, handled, inbox + 
 async def _read(bus: edabus.Bus) -> Counters:
     """Every node's counters for the `Sink` group, by node id."""
     counters: Counters = {}
-    for reply in await bus.query("@edabus/node/*/stats", timeout=5.0):
+    for reply in await bus.query(f"@edabus/node/{APP_NAME}/*/stats", timeout=5.0):
         if reply.ok is None:
             continue
         for stats in _stats_decoder.decode(reply.ok.payload.to_bytes()):

@@ -76,7 +76,7 @@ def _publish_raw(router: str, count: int, keys: int) -> float:
         elapsed = time.perf_counter() - started
         # Zenoh's close can lose a stream's tail: a node's barrier reply comes after what it was sent.
         barrier = session.get(
-            "@edabus/node/*/barrier", target=zenoh.QueryTarget.ALL, consolidation=zenoh.ConsolidationMode.NONE
+            "@edabus/node/*/*/barrier", target=zenoh.QueryTarget.ALL, consolidation=zenoh.ConsolidationMode.NONE
         )
         list(barrier)
         return elapsed

@@ -29,7 +29,7 @@ from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
 from ._replies import Replies, is_decisive, settle
 from ._router import Router
 from ._subscription import Subscription
-from ._wire import PREFIX, Meta, encode_meta, member_key
+from ._wire import Meta, barrier_key, encode_meta, member_key
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -375,7 +375,9 @@ class Bus:
         only after that data (docs/wire-format.md, "Start-up and close").
         """
         self._check_open()
-        replies = await self.query(f"{PREFIX}/node/*/barrier", timeout=timeout or self.drain_timeout)
+        replies = []
+        for app in self.router.apps():  # per app: a closed bus refuses a question about every app at once
+            replies += await self.query(barrier_key(app, "*"), timeout=timeout or self.drain_timeout)
         return all(r.ok is not None for r in replies)
 
     async def aclose(self) -> None:

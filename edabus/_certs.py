@@ -43,9 +43,11 @@ _MESSAGES_ALL = [
     "liveliness_query",
     "declare_liveliness_subscriber",
 ]
-# The queries a publisher (edabus publish, request, status; edabus.connect()) sends to nodes.
-# Not `actors`: a node's live actor keys (account ids, say) are data, and per node, not per app.
-_NODE_LOOKUPS = ["catalog", "validate", "barrier", "stats"]
+# The queries a publisher (edabus publish, request, status; edabus.close()) sends to its app's
+# nodes, besides catalogs (anyone's). Not `actors`: a node's live actor keys (account ids, say)
+# are data: `edabus status --actors` needs a node certificate.
+_NODE_LOOKUPS = ["validate", "barrier", "stats"]
+_CATALOGS = "@edabus/node/*/*/catalog"
 
 
 class CertsError(Exception):
@@ -72,8 +74,8 @@ def _node_keys(app: str) -> list[str]:
         f"@edabus/identity/{app}/**",  # its answers for them: only X's nodes can prove X's members
         f"@edabus/deadletter/{app}/**",
         f"@edabus/escalation/{app}/**",
-        "@edabus/node/**",  # per node, not per app: see docs/security.md
-        "@edabus/routes/**",  # the routing barriers a stopping node asks
+        f"@edabus/node/{app}/**",  # its tools' queryables: catalog, statistics, live actors, barrier, validation
+        "@edabus/routes/**",  # the routing barriers a stopping node asks (per bus: docs/security.md)
     ]
 
 
@@ -82,7 +84,6 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
     rules: list[dict[str, Any]] = []
     subjects: list[dict[str, Any]] = []
     policies: list[dict[str, Any]] = []
-    lookups = [f"@edabus/node/*/{name}" for name in _NODE_LOOKUPS]
     rules += [
         {
             # Every bus follows @edabus/member/** (edabus.connect() routes by it), and sees every
@@ -111,6 +112,22 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
             "key_exprs": ["@edabus/identity/**"],
         },
         {
+            # Every bus reads every node's catalog when it starts (what it routes, and the
+            # tokens to wait for); only an app's own nodes may answer on its keys.
+            "id": "ask-catalogs",
+            "messages": ["query"],
+            "flows": ["ingress", "egress"],
+            "permission": "allow",
+            "key_exprs": [_CATALOGS],
+        },
+        {
+            "id": "hear-catalogs",
+            "messages": ["reply", "declare_queryable"],
+            "flows": ["egress"],
+            "permission": "allow",
+            "key_exprs": [_CATALOGS],
+        },
+        {
             "id": "see-members",
             "messages": ["liveliness_token"],
             "flows": ["egress"],
@@ -119,6 +136,7 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
         },
     ]
     for app in apps:
+        lookups = [f"@edabus/node/{app}/*/{name}" for name in _NODE_LOOKUPS]
         rules += [
             {
                 "id": f"node-{app}",
@@ -177,7 +195,15 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
         ]
         policies += [
             {
-                "rules": [f"node-{app}", "follow-members", "see-members", "ask-identities", "hear-identities"],
+                "rules": [
+                    f"node-{app}",
+                    "follow-members",
+                    "see-members",
+                    "ask-identities",
+                    "hear-identities",
+                    "ask-catalogs",
+                    "hear-catalogs",
+                ],
                 "subjects": [f"nodes-{app}"],
             },
             {
@@ -186,6 +212,8 @@ def acl(apps: Sequence[str]) -> dict[str, Any]:
                     "see-members",
                     "ask-identities",
                     "hear-identities",
+                    "ask-catalogs",
+                    "hear-catalogs",
                     f"publisher-{app}-send",
                     f"publisher-{app}-lookups",
                     f"publisher-{app}-barrier",

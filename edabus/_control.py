@@ -1,4 +1,4 @@
-"""The node's answers to tools: what it handles (catalog) and whether fields fit a type (validate)."""
+"""The node's answers to tools, per app it hosts: barrier, catalog, statistics, live actors, validation."""
 
 from __future__ import annotations
 
@@ -25,28 +25,31 @@ if TYPE_CHECKING:
     from ._node import Node
     from ._supervisor import Supervisor
 
-__all__ = ["answer_control", "catalog", "validate"]
+__all__ = ["CONTROL_KINDS", "answer_control", "catalog", "validate"]
+
+CONTROL_KINDS = ("barrier", "catalog", "stats", "actors", "validate")
 
 _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
 log = get_logger(__name__)
 
 
-def answer_control(node: Node, kind: str, query: zenoh.Query) -> None:
-    """Answer one of a node's own queries (on the loop, in the order they came)."""
+def answer_control(node: Node, kind: str, app: str, query: zenoh.Query) -> None:
+    """Answer one of a node's own queries for ``app`` (on the loop, in the order they came)."""
     node_id = node.node_id
+    groups = [sup for sup in node.supervisors.values() if sup.app == app]
     try:
-        # Reply on this node's own key, so a reply to `@edabus/node/*/...` names its node.
+        # Reply on this node's own key, so a reply to `@edabus/node/{app}/*/...` names its node.
         if kind == "barrier":
-            query.reply(barrier_key(node_id), b"")
+            query.reply(barrier_key(app, node_id), b"")
         elif kind == "catalog":
-            entries = catalog(node_id, node.supervisors.values(), window=(node.window, node.window_bytes))
-            query.reply(catalog_key(node_id), encode(entries))
+            entries = catalog(node_id, groups, window=(node.window, node.window_bytes))
+            query.reply(catalog_key(app, node_id), encode(entries))
         elif kind == "stats":
-            query.reply(stats_key(node_id), encode(node.statistics()))
+            query.reply(stats_key(app, node_id), encode([s for s in node.statistics() if s.app == app]))
         elif kind == "actors":
-            query.reply(actors_key(node_id), encode(node.live_actors()))
+            query.reply(actors_key(app, node_id), encode({f"{sup.app}/{sup.name}": sup.live_keys() for sup in groups}))
         elif kind == "validate":
-            validate(query, node.supervisors.values())
+            validate(query, groups)
     except zenoh.ZError:
         log.debug("node.reply_failed", kind=kind)
     finally:

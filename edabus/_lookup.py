@@ -64,7 +64,8 @@ async def prepare(bus: Bus, key: str, text: str, timeout: float) -> tuple[bytes,
         return payload, None
     node, entry = hosts[0]
     request = ValidateRequest(type=entry.type, fields=fields, key=key, app=entry.app, group=entry.group)
-    for reply in await bus.query(validate_key(node), timeout=timeout, payload=msgspec.msgpack.encode(request)):
+    asked = validate_key(entry.app, node)
+    for reply in await bus.query(asked, timeout=timeout, payload=msgspec.msgpack.encode(request)):
         if reply.ok is not None:
             return reply.ok.payload.to_bytes(), entry
         if reply.err is not None:

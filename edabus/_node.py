@@ -22,7 +22,7 @@ import msgspec
 import zenoh
 
 from ._bridge import DEFAULT_OVERFLOW_LIMIT, Inbox
-from ._control import answer_control
+from ._control import CONTROL_KINDS, answer_control
 from ._credit import DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES, Checkpoints
 from ._envelope import Envelope
 from ._exceptions import ActorStopped, EdabusError
@@ -36,18 +36,7 @@ from ._puller import Puller
 from ._statistics import SupervisorStatistics
 from ._store import close_stores, stores_of
 from ._watch import MemberWatch, keep_leases, proven_members
-from ._wire import (
-    PREFIX,
-    actors_key,
-    barrier_key,
-    catalog_key,
-    credit_key,
-    member_key,
-    route_prefix,
-    routes_barrier_key,
-    stats_key,
-    validate_key,
-)
+from ._wire import barrier_key, credit_key, member_key, node_key, route_prefix, routes_barrier_key
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -147,6 +136,10 @@ class Node:
         msg = f"no group {group!r} on this node"
         raise KeyError(msg)
 
+    def hosted_apps(self) -> list[str]:
+        """The names of the apps this node hosts a group of."""
+        return sorted({app for app, _ in self.supervisors})
+
     def live_actors(self) -> dict[str, list[str]]:
         """The keys of every live actor, by ``"app/group"``."""
         return {f"{sup.app}/{sup.name}": sup.live_keys() for sup in self.supervisors.values()}
@@ -243,20 +236,18 @@ class Node:
         assert self._control is not None  # noqa: S101 - made in __aenter__
         control = self._control.push
         answer = functools.partial(answer_control, self)
-        for kind, key in (
-            ("barrier", barrier_key(self.node_id)),
-            ("catalog", catalog_key(self.node_id)),
-            ("stats", stats_key(self.node_id)),
-            ("actors", actors_key(self.node_id)),
-            ("validate", validate_key(self.node_id)),
-        ):
+        for app in self.hosted_apps():  # per app: a closed bus lets only an app's nodes answer for it
+            for kind in CONTROL_KINDS:
 
-            def on_control(query: zenoh.Query, kind: str = kind) -> None:
-                if kind == "barrier":
-                    self._flush_all()  # answered after every arrival before it reached its group
-                control(functools.partial(answer, kind, query))
+                def on_control(query: zenoh.Query, kind: str = kind, app: str = app) -> None:
+                    if kind == "barrier":
+                        self._flush_all()  # answered after every arrival before it reached its group
+                    control(functools.partial(answer, kind, app, query))
 
-            self._declared.append(session.declare_queryable(key, zenoh.handlers.Callback(on_control, indirect=False)))
+                key = node_key(app, self.node_id, kind)
+                self._declared.append(
+                    session.declare_queryable(key, zenoh.handlers.Callback(on_control, indirect=False))
+                )
 
     async def _deliver_local(
         self, sup: Supervisor, message_type: type[Message], envelope: Envelope, query: Any
@@ -343,7 +334,8 @@ class Node:
             # priority), and its reply reaches us behind every message the router sent us
             # before that: so nothing the others let pass as ours is left unheard.
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.stop_timeout):
-                await self.bus.query(f"{PREFIX}/node/*/barrier", timeout=self.stop_timeout)
+                for app in self.hosted_apps():
+                    await self.bus.query(barrier_key(app, "*"), timeout=self.stop_timeout)
                 # And every publisher that routes: none sends us anything after its reply.
                 await self.bus.query(routes_barrier_key("*"), timeout=self.stop_timeout)
         self._withdraw()

@@ -45,6 +45,7 @@ from ._wire import (
     catalog_key,
     credit_key,
     parse_member_key,
+    parse_node_key,
     routes_barrier_key,
 )
 
@@ -95,6 +96,10 @@ class Router:
         except KeyError:
             plan = self._plans[cls] = self._plan(cls)
             return plan
+
+    def apps(self) -> list[str]:
+        """The apps with a live member: where a tool's per-app question goes (``*`` until the bus follows)."""
+        return sorted({app for app, _ in self._tokens}) if self.enabled else ["*"]
 
     def members(self) -> dict[Group, list[str]]:
         """The live members (node ids) of every group: member tokens a node's session answers for."""
@@ -218,7 +223,7 @@ class Router:
                 routes_barrier_key(self._bus.node_id), zenoh.handlers.Callback(self._changes.push, indirect=False)
             ),
         ]
-        hosted = await self._ask_catalogs(f"{PREFIX}/node/*/catalog")
+        hosted = await self._ask_catalogs(catalog_key("*", "*"))
         with anyio.move_on_after(_HISTORY_WAIT_S):  # the tokens of the groups that answered
             while any(node not in self._tokens.get(group, ()) for group, node in hosted):
                 self._apply(await self._changes.get_batch())
@@ -264,9 +269,11 @@ class Router:
                 }
                 for app, node in leased:
                     self._ask(app, node)
-            unknown = {node for group, members in self._tokens.items() if group not in self._routes for node in members}
-            for node in sorted(unknown):
-                await self._ask_catalogs(catalog_key(node))
+            unknown = {
+                (group[0], node) for group, nodes in self._tokens.items() if group not in self._routes for node in nodes
+            }
+            for app, node in sorted(unknown):
+                await self._ask_catalogs(catalog_key(app, node))
 
     def _apply(self, changes: Iterable[Change]) -> None:
         for change in changes:
@@ -359,14 +366,19 @@ class Router:
         for reply in replies:
             if reply.ok is None:
                 continue
+            key = str(reply.ok.key_expr)
+            source = parse_node_key(key)
             try:
                 catalog = _catalog_decoder.decode(reply.ok.payload.to_bytes())
             except Exception:  # noqa: BLE001 - a hostile reply may raise anything (RecursionError...)
-                log.warning("bus.catalog_unreadable", key=str(reply.ok.key_expr))
+                log.warning("bus.catalog_unreadable", key=key)
+                continue
+            if source is None or source[1] != catalog.node:
                 continue
             by_group: dict[Group, list[CatalogEntry]] = {}
             for entry in catalog.entries:
-                by_group.setdefault((entry.app, entry.group), []).append(entry)
+                if entry.app == source[0]:  # a node speaks for the app whose key it answered on, only
+                    by_group.setdefault((entry.app, entry.group), []).append(entry)
             self._catalogs.update(by_group)  # the same app's groups declare the same types everywhere
             hosted.update((group, catalog.node) for group in by_group)
         self._complete()

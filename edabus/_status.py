@@ -2,14 +2,14 @@
 
 Two reads: the member liveliness tokens
 (``@edabus/member/{app}/{group}/{node}/gpus/{n}``) say which nodes host which groups now,
-and every node's statistics queryable (``@edabus/node/<id>/stats``) answers with
+and every node's statistics queryable (``@edabus/node/<app>/<id>/stats``) answers with
 one `SupervisorStatistics` per group. A bus opened with `connect` follows the
 tokens itself (a liveliness subscriber's history, `Router`), and that view is
 read once the statistics are in: a liveliness get sent from that same session,
 alongside the statistics query, came back empty about one time in four. A node
 that holds tokens but sent no readable statistics within the timeout is listed
 with its error, not left out. Asked for the actors, it also reads every node's
-live-actor queryable (``@edabus/node/<id>/actors``): which node holds which key.
+live-actor queryable (``@edabus/node/<app>/<id>/actors``): which node holds which key.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import zenoh
 
 from ._bus import Bus
 from ._statistics import SupervisorStatistics
-from ._wire import actors_key, member_key, parse_member_key, stats_key
+from ._wire import actors_key, member_key, parse_member_key, parse_node_key, stats_key
 
 __all__ = ["ClusterStatus", "NodeStatus", "gather_status", "render_json", "render_table"]
 
@@ -82,23 +82,21 @@ async def gather_status(bus: Bus, *, timeout: float, actors: bool = False) -> Cl
         if not bus.router.enabled:  # a bus that does not follow the tokens itself
             tokens.extend(await bus.live_tokens(member_key("*", "*"), timeout=timeout))
 
-    async def read_stats() -> None:
-        replies.extend(await bus.query(stats_key("*"), timeout=timeout))
-
-    async def read_actors() -> None:
-        actor_replies.extend(await bus.query(actors_key("*"), timeout=timeout))
+    async def read(key: str, into: list[zenoh.Reply]) -> None:
+        into.extend(await bus.query(key, timeout=timeout))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_tokens)
-        tg.start_soon(read_stats)
-        if actors:
-            tg.start_soon(read_actors)
+        for app in bus.router.apps():  # per app: a closed bus refuses a question about every app at once
+            tg.start_soon(read, stats_key(app, "*"), replies)
+            if actors:
+                tg.start_soon(read, actors_key(app, "*"), actor_replies)
     if bus.router.enabled:
         followed = bus.router.members()
         members = {f"{app}/{group}": tuple(nodes) for (app, group), nodes in sorted(followed.items()) if nodes}
     else:
         members = _members(tokens)
-    answers = dict(_answers(replies))
+    answers = _answers(replies)
     hosting = {node for nodes in members.values() for node in nodes}
     silent = f"no statistics reply within {timeout:g} s"
     nodes = tuple(
@@ -119,34 +117,46 @@ def _members(tokens: Iterable[str]) -> dict[str, tuple[str, ...]]:
     return {group: tuple(sorted(nodes)) for group, nodes in sorted(members.items())}
 
 
-def _answers(replies: Iterable[zenoh.Reply]) -> Iterable[tuple[str, NodeStatus]]:
-    """A `NodeStatus` per node that replied; a reply names its node in its key."""
-    prefix, suffix = stats_key("\0").split("\0")
+def _answers(replies: Iterable[zenoh.Reply]) -> dict[str, NodeStatus]:
+    """A `NodeStatus` per node that replied; a reply names its app and node in its key.
+
+    A node of two apps answers once per app: its groups are put together.
+    """
+    answers: dict[str, NodeStatus] = {}
     for reply in replies:
-        if reply.ok is None:
+        source = None if reply.ok is None else parse_node_key(str(reply.ok.key_expr))
+        if reply.ok is None or source is None:
             continue  # an error reply names no node; its tokens still list it
-        node = str(reply.ok.key_expr).removeprefix(prefix).removesuffix(suffix)
+        app, node = source
         try:
             groups = _stats_decoder.decode(reply.ok.payload.to_bytes())
         except Exception as exc:  # noqa: BLE001 - any reply may be hostile: report it, never crash
-            yield node, NodeStatus(node=node, error=f"unreadable statistics: {type(exc).__name__}: {exc}"[:300])
+            answers[node] = NodeStatus(node=node, error=f"unreadable statistics: {type(exc).__name__}: {exc}"[:300])
             continue
-        yield node, NodeStatus(node=node, groups=tuple(sorted(groups, key=lambda s: (s.app, s.group))))
+        known = answers.get(node)
+        if known is not None and known.error:
+            continue
+        mine = [s for s in groups if s.app == app]  # a node speaks for the app whose key it answered on
+        both = (*(known.groups if known is not None else ()), *mine)
+        answers[node] = NodeStatus(node=node, groups=tuple(sorted(both, key=lambda s: (s.app, s.group))))
+    return answers
 
 
 def _actors(replies: Iterable[zenoh.Reply]) -> Actors:
     """``{"app/group": {key: (node, ...)}}`` from the nodes' live-actor replies (unreadable ones left out)."""
-    prefix, suffix = actors_key("\0").split("\0")
     held: dict[str, dict[str, list[str]]] = {}
     for reply in replies:
-        if reply.ok is None:
+        source = None if reply.ok is None else parse_node_key(str(reply.ok.key_expr))
+        if reply.ok is None or source is None:
             continue
-        node = str(reply.ok.key_expr).removeprefix(prefix).removesuffix(suffix)
+        app, node = source
         try:
             groups = _actors_decoder.decode(reply.ok.payload.to_bytes())
         except Exception:  # noqa: BLE001, S112 - any reply may be hostile; its node's statistics still show
             continue
         for group, keys in groups.items():
+            if not group.startswith(f"{app}/"):
+                continue  # a node speaks for the app whose key it answered on
             by_key = held.setdefault(group, {})
             for key in keys:
                 by_key.setdefault(key, []).append(node)

@@ -164,7 +164,7 @@ class MemberWatch:
             self._push((CONTROL, change, None), force=True)
 
         self._bus.session.get(
-            barrier_key(node),
+            barrier_key(self._membership.app, node),
             zenoh.handlers.Callback(on_reply, on_final, indirect=False),
             target=zenoh.QueryTarget.ALL,
             timeout=JOIN_BARRIER_TIMEOUT,

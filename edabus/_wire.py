@@ -37,7 +37,9 @@ __all__ = [
     "escalation_key",
     "identity_key",
     "member_key",
+    "node_key",
     "parse_member_key",
+    "parse_node_key",
     "route_prefix",
     "routes_barrier_key",
     "stats_key",
@@ -245,9 +247,27 @@ def routes_barrier_key(bus: str) -> str:
     return f"{PREFIX}/routes/{bus}/barrier"
 
 
-def barrier_key(node: str) -> str:
+def node_key(app: str, node: str, kind: str) -> str:
+    """One of a node's tool queryables for one app it hosts: ``@edabus/node/{app}/{node}/{kind}``.
+
+    Per app, as membership is, so that a closed bus's access list can let only an
+    app's own nodes answer for it (docs/security.md); a node of two apps answers on
+    each app's key for that app's groups only. ``*`` in either place is a pattern.
+    """
+    return f"{PREFIX}/node/{app}/{node}/{kind}"
+
+
+def parse_node_key(key: str) -> tuple[str, str] | None:
+    """``(app, node)`` from the key a node's tool reply came on; None if it is not one."""
+    parts = key.split("/")
+    if len(parts) != 5 or parts[0] != PREFIX or parts[1] != "node":  # noqa: PLR2004
+        return None
+    return parts[2], parts[3]
+
+
+def barrier_key(app: str, node: str) -> str:
     """A node's barrier queryable: its reply follows all data sent before the query."""
-    return f"{PREFIX}/node/{node}/barrier"
+    return node_key(app, node, "barrier")
 
 
 def identity_key(app: str, node: str) -> str:
@@ -259,9 +279,9 @@ def identity_key(app: str, node: str) -> str:
     return f"{PREFIX}/identity/{app}/{node}"
 
 
-def catalog_key(node: str) -> str:
+def catalog_key(app: str, node: str) -> str:
     """A node's catalog queryable, answered with a `NodeCatalog`."""
-    return f"{PREFIX}/node/{node}/catalog"
+    return node_key(app, node, "catalog")
 
 
 def credit_key(app: str, group: str, node: str) -> str:
@@ -269,19 +289,19 @@ def credit_key(app: str, group: str, node: str) -> str:
     return f"{PREFIX}/credit/{app}/{group}/{node}"
 
 
-def stats_key(node: str) -> str:
+def stats_key(app: str, node: str) -> str:
     """A node's statistics queryable, answered with a list of `SupervisorStatistics`."""
-    return f"{PREFIX}/node/{node}/stats"
+    return node_key(app, node, "stats")
 
 
-def actors_key(node: str) -> str:
+def actors_key(app: str, node: str) -> str:
     """A node's live-actor queryable, answered with ``{"app/group": [key, ...]}``."""
-    return f"{PREFIX}/node/{node}/actors"
+    return node_key(app, node, "actors")
 
 
-def validate_key(node: str) -> str:
+def validate_key(app: str, node: str) -> str:
     """A node's validation queryable: a `ValidateRequest` in, the canonical payload out."""
-    return f"{PREFIX}/node/{node}/validate"
+    return node_key(app, node, "validate")
 
 
 def escalation_key(app: str, group: str) -> str:

@@ -34,9 +34,9 @@ APP = "bank"
 # The group that owns deposits. Its token is declared only after the node's
 # subscribers, so a live token means a deposit published now will be received.
 MEMBERS = f"@edabus/member/{APP}/Account/**"
-# Every node's barrier queryable. A node answers only after everything that
-# arrived before the query, so a reply means our puts have reached it.
-BARRIERS = "@edabus/node/*/barrier"
+# The barrier queryable of every node of the app. A node answers only after
+# everything that arrived before the query, so a reply means our puts have reached it.
+BARRIERS = f"@edabus/node/{APP}/*/barrier"
 NIL = b"\xc0"  # msgpack nil: the reply of a handler that returns None
 
 

@@ -246,7 +246,7 @@ def test_the_publisher_certificate_cannot_answer_requests_nor_pose_as_a_member(c
                 s.liveliness().declare_token(token),
             ]
             # A round trip on the same link: the router has taken the declarations before its reply.
-            assert replies(s, "@edabus/node/*/catalog"), "no catalog reply"
+            assert replies(s, "@edabus/node/*/*/catalog"), "no catalog reply"
             yield
             del held
 
@@ -283,7 +283,7 @@ def test_a_node_certificate_of_another_app_cannot_take_part_in_bank_placement(cl
     token = "@edabus/member/bank/Account/from-vault/gpus/0"  # noqa: S105 - a liveliness token, not a password
     with session(closed_bus.config("node-bank")) as watcher, session(closed_bus.config("node-vault")) as vault:
         held = vault.liveliness().declare_token(token)
-        assert replies(vault, "@edabus/node/*/catalog"), "no catalog reply"  # the router took the declaration
+        assert replies(vault, "@edabus/node/*/*/catalog"), "no catalog reply"  # the router took the declaration
         tokens = live_tokens(watcher, "@edabus/member/**")
         assert any(t.startswith("@edabus/member/vault/") for t in tokens), tokens  # its own app's: allowed
         assert token not in tokens
@@ -299,9 +299,35 @@ def test_only_an_app_s_own_nodes_can_answer_for_its_members(closed_bus: ClosedBu
         for config, seen in (("node-vault", False), ("node-bank", True)):  # the bank's: the control
             with session(closed_bus.config(config)) as answerer:
                 held = answerer.declare_queryable(key, lambda q: q.reply(q.key_expr, forged))
-                assert replies(answerer, "@edabus/node/*/catalog"), "no catalog reply"  # the router took it
+                assert replies(answerer, "@edabus/node/*/*/catalog"), "no catalog reply"  # the router took it
                 assert (forged in replies(asker, key)) is seen, config
                 held.undeclare()
+
+
+@needs_openssl
+def test_a_node_certificate_of_another_app_cannot_answer_for_bank_nodes(closed_bus: ClosedBus) -> None:
+    """A vault node's certificate cannot answer on the bank's node keys: no catalog, statistics or barrier for it."""
+    catalog = msgspec.msgpack.encode({"node": "posing", "entries": []})
+    with session(closed_bus.config("publisher-bank")) as asker:
+        for config, seen in (("node-vault", False), ("node-bank", True)):  # the bank's: the control
+            with session(closed_bus.config(config)) as answerer:
+                held = [
+                    answerer.declare_queryable(
+                        f"@edabus/node/bank/posing/{kind}", lambda q: q.reply(q.key_expr, catalog)
+                    )
+                    for kind in ("catalog", "stats", "barrier")
+                ]
+                assert replies(answerer, "@edabus/node/*/*/catalog"), "no catalog reply"  # the router took them
+                for kind in ("catalog", "stats", "barrier"):
+                    assert (catalog in replies(asker, f"@edabus/node/bank/*/{kind}")) is seen, (config, kind)
+                del held
+        # A publisher asks its own app's nodes their statistics (the control), not another app's,
+        # and no node its live actors.
+        assert replies(asker, "@edabus/node/bank/*/stats")
+        assert replies(asker, "@edabus/node/vault/*/stats") == []
+        assert replies(asker, "@edabus/node/bank/*/actors") == []
+    with session(closed_bus.config("publisher-vault")) as vault_publisher:
+        assert replies(vault_publisher, "@edabus/node/vault/*/stats")
 
 
 def put(s: zenoh.Session, key: str, amount: int) -> None:
@@ -323,12 +349,12 @@ def test_the_publisher_certificate_cannot_subscribe(closed_bus: ClosedBus) -> No
             s.declare_subscriber("bank/**", on_sample(who)) for who, s in (("node", node), ("publisher", publisher))
         ]
         # Round trips on each link: the router has taken both declarations before these replies.
-        assert replies(node, "@edabus/node/*/catalog")
-        assert replies(publisher, "@edabus/node/*/catalog")
+        assert replies(node, "@edabus/node/*/*/catalog")
+        assert replies(publisher, "@edabus/node/*/*/catalog")
         with session(closed_bus.config("node-bank")) as sender:
             sender.put("bank/notice", b"hello", congestion_control=zenoh.CongestionControl.BLOCK)
         assert heard["node"].wait(WAIT_S), "the control: a node certificate's subscriber heard nothing"
         # The put went out to every subscriber before this query reached the router.
-        assert replies(publisher, "@edabus/node/*/catalog")
+        assert replies(publisher, "@edabus/node/*/*/catalog")
         assert not heard["publisher"].is_set()
         del subscribers

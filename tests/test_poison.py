@@ -71,14 +71,14 @@ def test_status_and_request_survive_hostile_replies(processes: Processes, router
     node.wait_until_up()
 
     def answer_stats(query: zenoh.Query) -> None:
-        query.reply("@edabus/node/evil/stats", b"\x91" + NESTED)  # a list of one record, nested too deep
+        query.reply("@edabus/node/bank/evil/stats", b"\x91" + NESTED)  # a list of one record, nested too deep
 
     def answer(query: zenoh.Query) -> None:
         query.reply(query.key_expr, NESTED)
 
     with raw_session(router) as session:
         token = session.liveliness().declare_token("@edabus/member/evil/Group/evil/gpus/0")
-        stats = session.declare_queryable("@edabus/node/evil/stats", answer_stats)
+        stats = session.declare_queryable("@edabus/node/bank/evil/stats", answer_stats)
         asked = session.declare_queryable("evil/ask", answer)
         try:
             status = edabus_cli(processes, "status", "--connect", router)

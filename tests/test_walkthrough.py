@@ -28,7 +28,7 @@ def _accounts() -> list[str]:
 def live_keys(endpoint: str, node: str) -> list[str]:
     """The keys of the vault actors live on ``node``, as it answers on its actors queryable."""
     with zenoh.open(client_config(endpoint)) as session:
-        replies = list(session.get(actors_key(node), timeout=5.0))
+        replies = list(session.get(actors_key("vault", node), timeout=5.0))
     actors = [msgspec.msgpack.decode(r.ok.payload.to_bytes()) for r in replies if r.ok is not None]
     assert len(actors) == 1, f"{node} did not answer"
     keys: list[str] = actors[0]["vault/Vault"]

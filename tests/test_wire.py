@@ -151,12 +151,12 @@ async def test_statistics_are_readable_from_a_raw_session(node: edabus.Node, raw
     await eventually(lambda: node.supervisor("Ledger").statistics().handled == 1)
 
     def ask() -> list[zenoh.Reply]:
-        return list(raw.get("@edabus/node/*/stats", timeout=5))
+        return list(raw.get("@edabus/node/*/*/stats", timeout=5))
 
     replies = [r for r in await anyio.to_thread.run_sync(ask) if r.ok is not None]
     assert len(replies) == 1
     ok = replies[0].ok
     assert ok is not None
-    assert str(ok.key_expr) == f"@edabus/node/{node.node_id}/stats"
+    assert str(ok.key_expr) == f"@edabus/node/{node.apps[0].name}/{node.node_id}/stats"
     records = msgspec.msgpack.decode(ok.payload.to_bytes(), type=list[edabus.SupervisorStatistics])
     assert [(r.group, r.handled, r.node) for r in records] == [("Ledger", 1, node.node_id)]

@@ -207,19 +207,20 @@ ClusterFactory = Callable[[str, str, tuple[str, ...]], Cluster]
 
 
 async def live_actors(bus: edabus.Bus) -> dict[str, dict[str, list[str]]]:
-    """Every node's live actors, by node id, then ``"app/group"`` (its ``@edabus/node/*/actors`` answer)."""
-    actors = {}
-    for reply in await bus.query("@edabus/node/*/actors"):
+    """Every node's live actors, by node id, then ``"app/group"`` (its ``@edabus/node/*/*/actors`` answers)."""
+    actors: dict[str, dict[str, list[str]]] = {}
+    for reply in await bus.query("@edabus/node/*/*/actors"):
         if reply.ok is not None:
-            node = str(reply.ok.key_expr).split("/")[2]
-            actors[node] = msgspec.msgpack.decode(reply.ok.payload.to_bytes(), type=dict[str, list[str]])
+            node = str(reply.ok.key_expr).split("/")[3]
+            held = msgspec.msgpack.decode(reply.ok.payload.to_bytes(), type=dict[str, list[str]])
+            actors.setdefault(node, {}).update(held)
     return actors
 
 
 async def group_stats(bus: edabus.Bus, app: str, group: str) -> dict[str, edabus.SupervisorStatistics]:
-    """One group's counters on every node that hosts it, by node id (from ``@edabus/node/*/stats``)."""
+    """One group's counters on every node that hosts it, by node id (from ``@edabus/node/{app}/*/stats``)."""
     stats = {}
-    for reply in await bus.query("@edabus/node/*/stats"):
+    for reply in await bus.query(f"@edabus/node/{app}/*/stats"):
         if reply.ok is not None:
             for record in msgspec.msgpack.decode(reply.ok.payload.to_bytes(), type=list[edabus.SupervisorStatistics]):
                 if record.app == app and record.group == group:

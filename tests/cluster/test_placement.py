@@ -3,7 +3,7 @@
 Each test runs a router, node processes (``edabus run``) and a publisher process
 (tests/scripts/load.py) on loopback, and checks from its own bus what the nodes
 did: balances and the audit count, each node's live actors
-(``@edabus/node/*/actors``) and counters (``@edabus/node/*/stats``). The
+(``@edabus/node/*/*/actors``) and counters (``@edabus/node/*/*/stats``). The
 failover tests host tests/cluster/ledger_app.py, whose actors announce each
 entry they apply, so that loss and duplicates are counted message by message
 (a bank account's balance dies with its node).

@@ -60,7 +60,7 @@ def raw(args: argparse.Namespace) -> None:
         elapsed = time.perf_counter() - started
         # Zenoh's close can lose a stream's tail: a node's barrier reply comes after what it was sent.
         barrier = session.get(
-            "@edabus/node/*/barrier",
+            "@edabus/node/*/*/barrier",
             target=zenoh.QueryTarget.ALL,
             consolidation=zenoh.ConsolidationMode.NONE,
             timeout=60,
