@@ -11,6 +11,7 @@ import pytest
 import zenoh
 
 import edabus
+from edabus._status import gather_status
 from tests.conftest import eventually, free_port
 
 
@@ -160,3 +161,31 @@ async def test_statistics_are_readable_from_a_raw_session(node: edabus.Node, raw
     assert str(ok.key_expr) == f"@edabus/node/{node.apps[0].name}/{node.node_id}/stats"
     records = msgspec.msgpack.decode(ok.payload.to_bytes(), type=list[edabus.SupervisorStatistics])
     assert [(r.group, r.handled, r.node) for r in records] == [("Ledger", 1, node.node_id)]
+
+
+async def test_a_node_of_two_apps_answers_for_each_app_on_its_own_keys(router: str) -> None:
+    """Per-app tool keys: each app's catalog, statistics and live actors hold that app's groups only."""
+    ledgers, tellers = edabus.App("ledgers"), edabus.App("tellers")
+    ledgers.keyed(Ledger, key="acct")
+    tellers.keyed(Ledger, key="acct", name="Teller")
+    async with (
+        edabus.connect(router) as node_bus,
+        edabus.Node(node_bus, [ledgers, tellers]) as node,
+        edabus.connect(router) as bus,
+    ):
+        await bus.wait_for_group("ledgers", timeout=10)
+        await bus.wait_for_group("tellers", timeout=10)
+        await bus.publish(Credit(acct="t1", amount=1))  # both apps' groups take it
+        await eventually(lambda: all(sup.statistics().handled == 1 for sup in node.supervisors.values()))
+        catalogs = {}
+        for app in ("ledgers", "tellers"):
+            (reply,) = await bus.query(f"@edabus/node/{app}/{node.node_id}/catalog")
+            assert reply.ok is not None
+            catalogs[app] = {
+                (e["app"], e["group"]) for e in msgspec.msgpack.decode(reply.ok.payload.to_bytes())["entries"]
+            }
+        assert catalogs == {"ledgers": {("ledgers", "Ledger")}, "tellers": {("tellers", "Teller")}}
+        status = await gather_status(bus, timeout=5.0, actors=True)
+        (mine,) = [n for n in status.nodes if n.node == node.node_id]
+        assert [(s.app, s.group) for s in mine.groups] == [("ledgers", "Ledger"), ("tellers", "Teller")]
+        assert status.actors == {"ledgers/Ledger": {"t1": (node.node_id,)}, "tellers/Teller": {"t1": (node.node_id,)}}
