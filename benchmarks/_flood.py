@@ -17,7 +17,7 @@ import msgspec
 import zenoh
 
 import edabus
-from edabus._config import make_config
+from edabus._transport._config import make_config
 
 __all__ = ["WORK", "Flood", "app"]
 

@@ -18,7 +18,7 @@ import anyio
 import zenoh
 
 import edabus
-from edabus._config import make_config
+from edabus._transport._config import make_config
 
 from ._loops import RawServer, RawSink, edabus_publish, edabus_requests, raw_publish, raw_requests
 from ._model import (

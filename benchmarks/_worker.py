@@ -37,8 +37,8 @@ import anyio
 import zenoh
 
 import edabus
-from edabus._config import make_config
-from edabus._credit import DEFAULT_WINDOW
+from edabus._transport._config import make_config
+from edabus._transport._credit import DEFAULT_WINDOW
 
 from ._cluster import edabus_node
 from ._loops import RawServer, RawSink, edabus_publish, edabus_requests, raw_publish, raw_requests

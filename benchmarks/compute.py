@@ -31,8 +31,8 @@ import numpy as np
 import zenoh
 
 import edabus
-from edabus._config import make_config
-from edabus._gpus import gpu_count
+from edabus._compute._gpus import gpu_count
+from edabus._transport._config import make_config
 from examples.similarity import DIM, Matches, Query, Scorer
 
 from ._model import quiet_logging

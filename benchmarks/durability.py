@@ -43,7 +43,7 @@ import anyio
 import msgspec
 
 import edabus
-from edabus._persistence import Durability
+from edabus._durability._persistence import Durability
 
 from ._model import Tally, quiet_logging
 from ._report import environment

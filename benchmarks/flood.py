@@ -40,7 +40,7 @@ import anyio
 import edabus
 from benchmarks._flood import WORK
 from benchmarks._procs import ROOT, free_port
-from edabus._status import gather_status
+from edabus._cluster._status import gather_status
 
 SETTLE_S = 5.0  # a row is over when nothing moved this long
 

@@ -1,10 +1,9 @@
 """edabus: Python actors on an Eclipse Zenoh bus."""
 
-from ._actor import Actor, ActorContext, handler
-from ._app import App, GroupSpec
-from ._bus import Bus, Envelope
-from ._compute import ComputeWorker
-from ._connect import connect
+from ._compute._workers import ComputeWorker
+from ._durability._postgres import PostgresStore
+from ._durability._sqlite import SQLiteStore
+from ._durability._store import MemoryStore, StateStore, Stored
 from ._exceptions import (
     ActorEscalated,
     ActorStopped,
@@ -32,17 +31,18 @@ from ._exceptions import (
     Undeliverable,
     Undelivered,
 )
-from ._keys import KeyTemplate
-from ._message import Message
-from ._node import Node
-from ._policy import RestartPolicy
-from ._postgres import PostgresStore
-from ._sqlite import SQLiteStore
-from ._statistics import SupervisorStatistics
-from ._store import MemoryStore, StateStore, Stored
-from ._subscription import Subscription
-from ._timers import Timer
-from ._wire import DeadLetter, Escalation, Meta
+from ._host._app import App, GroupSpec
+from ._host._connect import connect
+from ._host._node import Node
+from ._model._keys import KeyTemplate
+from ._model._message import Message
+from ._model._statistics import SupervisorStatistics
+from ._model._wire import DeadLetter, Escalation, Meta
+from ._runtime._actor import Actor, ActorContext, handler
+from ._runtime._policy import RestartPolicy
+from ._runtime._timers import Timer
+from ._transport._bus import Bus, Envelope
+from ._transport._subscription import Subscription
 
 __all__ = [
     "Actor",

@@ -7,7 +7,7 @@ edabus's modules log structlog-style events (an event name and fields) through
   does, with `configure_logging`), through that configuration, as the host's own
   events do: its processors, its level, its output;
 - otherwise, as a record of the standard `logging` module on the module's logger
-  (``edabus._node``, ``edabus._supervisor``, ..., all under ``edabus``), at the
+  (``edabus._host._node``, ``edabus._runtime._supervisor``, ..., all under ``edabus``), at the
   event's level, its message the event name and its fields (``key=value``, one
   line; the record also carries them as ``record.event`` and ``record.fields``).
   A program that set up no logging sees warnings and errors on stderr (logging's

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import edabus
-from edabus._array import ARRAY_EXT
-from edabus._message import decode_message, encode
+from edabus._model._array import ARRAY_EXT
+from edabus._model._message import decode_message, encode
 from tests.conftest import eventually, free_port
 from tests.test_wire import raw_session
 

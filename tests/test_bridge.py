@@ -7,7 +7,7 @@ import threading
 import anyio
 from structlog.testing import capture_logs
 
-from edabus._bridge import Inbox
+from edabus._transport._bridge import Inbox
 
 
 async def test_a_foreign_thread_never_waits_and_the_overflow_is_counted_and_kept() -> None:

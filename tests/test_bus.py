@@ -12,7 +12,7 @@ import pytest
 import zenoh
 
 import edabus
-from edabus._config import make_config
+from edabus._transport._config import make_config
 
 
 class Ping(edabus.Message, key="test/bus/{n}/ping"):

@@ -20,7 +20,7 @@ import pytest
 import zenoh
 
 import edabus
-from edabus._membership import rendezvous_owner
+from edabus._cluster._membership import rendezvous_owner
 from examples.bank import Deposit
 from examples.vault import Deposit as VaultDeposit
 from tests.cluster._nodes import WAIT_S, NodeProcess, cli_request, client_config

@@ -11,8 +11,8 @@ import pytest
 from structlog.testing import capture_logs
 
 import edabus
-from edabus._membership import Membership
-from edabus._wire import member_key, parse_member_key
+from edabus._cluster._membership import Membership
+from edabus._model._wire import member_key, parse_member_key
 from examples import similarity
 from tests.conftest import Processes
 

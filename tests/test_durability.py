@@ -17,8 +17,8 @@ import zenoh
 from structlog.testing import capture_logs
 
 import edabus
-from edabus._membership import rendezvous_owner
-from edabus._wire import Meta, encode_meta
+from edabus._cluster._membership import rendezvous_owner
+from edabus._model._wire import Meta, encode_meta
 from tests.conftest import eventually
 
 
@@ -236,7 +236,7 @@ def test_declaring_state_needs_a_store_and_a_key() -> None:
 
 async def test_a_forgotten_lane_is_not_taken_for_an_old_one(bus: edabus.Bus, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sender forgets idle keys beyond a bound; a forgotten key's next message is still applied."""
-    monkeypatch.setattr("edabus._outbox._LANES_KEPT", 2)
+    monkeypatch.setattr("edabus._transport._outbox._LANES_KEPT", 2)
     async with edabus.Node(bus, [vault_app(edabus.MemoryStore())]):
         for account in ("a", "b", "c", "a", "b", "c", "a"):
             await bus.publish(Put(account=account, amount=1))

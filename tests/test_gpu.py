@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edabus._compute import gpu_count
+from edabus._compute._workers import gpu_count
 from examples import similarity
 
 pytestmark = pytest.mark.skipif(gpu_count() == 0, reason="no GPU here: cupy is not installed or finds no device")

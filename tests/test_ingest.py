@@ -7,7 +7,7 @@ import time
 import anyio
 
 import edabus
-from edabus._ingest import covering_pattern
+from edabus._transport._ingest import covering_pattern
 from tests.conftest import eventually
 
 

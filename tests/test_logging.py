@@ -118,10 +118,10 @@ def test_the_edabus_logger_at_debug_with_a_handler_shows_everything(tmp_path: Pa
     assert result.stdout == OWN_OUTPUT
     for event in ("bus.opened", "node.started", "actor.spawned", "actor.failed", "actor.stopped", "node.stopped"):
         assert event in result.stderr, result.stderr
-    assert "DEBUG edabus._supervisor actor.spawned key='a' app='logtest'" in result.stderr
+    assert "DEBUG edabus._runtime._supervisor actor.spawned key='a' app='logtest'" in result.stderr
     # The record names the edabus function that logged, and carries the event and its fields apart.
     assert "| start_instance actor.spawned {'key': 'a', 'app': 'logtest'," in result.stderr
-    assert "WARNING edabus._supervisor actor.failed" in result.stderr
+    assert "WARNING edabus._runtime._supervisor actor.failed" in result.stderr
     assert "Traceback" in result.stderr  # at debug, the handler's traceback
     assert 'raise ValueError("no such account")' in result.stderr
 
@@ -135,9 +135,9 @@ def test_a_host_s_basic_config_at_info_shows_node_events_not_actor_chatter(tmp_p
     """
     result = run_program(tmp_path, setup)
     assert result.stdout == OWN_OUTPUT
-    assert "INFO:edabus._node:node.started" in result.stderr
-    assert "INFO:edabus._node:node.stopped" in result.stderr
-    assert "WARNING:edabus._supervisor:actor.failed" in result.stderr
+    assert "INFO:edabus._host._node:node.started" in result.stderr
+    assert "INFO:edabus._host._node:node.stopped" in result.stderr
+    assert "WARNING:edabus._runtime._supervisor:actor.failed" in result.stderr
     for chatter in ("actor.spawned", "actor.stopped", "bus.opened", "Traceback"):
         assert chatter not in result.stderr
 

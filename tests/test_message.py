@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import edabus
 from edabus import DecodeError
-from edabus._message import decode_message, encode, find_types_for_key, message_type
+from edabus._model._message import decode_message, encode, find_types_for_key, message_type
 
 
 class Reading(edabus.Message, key="sensors/{site}/{sensor}/reading"):

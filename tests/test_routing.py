@@ -20,9 +20,9 @@ import pytest
 import zenoh
 
 import edabus
-from edabus._membership import rendezvous_owner
-from edabus._route import MAX_HOPS
-from edabus._wire import DeadLetter, Meta, dead_letter_key, encode_meta, route_prefix
+from edabus._cluster._membership import rendezvous_owner
+from edabus._cluster._route import MAX_HOPS
+from edabus._model._wire import DeadLetter, Meta, dead_letter_key, encode_meta, route_prefix
 from tests.conftest import eventually
 
 NODES = ("r1", "r2", "r3")

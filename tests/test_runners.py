@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-import edabus._runners
-from edabus._runners import Runners
+import edabus._runtime._runners
+from edabus._runtime._runners import Runners
 from tests.conftest import eventually
 
 
@@ -17,7 +17,7 @@ class Item:
 
 async def test_runners_grow_while_handlers_wait_then_shrink_to_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """Five actors whose handlers wait take five runners; idle, all but the kept one exit; work still runs."""
-    monkeypatch.setattr(edabus._runners, "_IDLE_KEEP", 1)
+    monkeypatch.setattr(edabus._runtime._runners, "_IDLE_KEEP", 1)
     gate = anyio.Event()
     handled: list[Item] = []
 

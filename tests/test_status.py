@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 import edabus
-from edabus._status import ClusterStatus, NodeStatus, gather_status, render_json, render_table
+from edabus._cluster._status import ClusterStatus, NodeStatus, gather_status, render_json, render_table
 from examples.bank import Deposit
 from tests.cluster._nodes import WAIT_S, NodeProcess, live_actors
 from tests.conftest import Processes

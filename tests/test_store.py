@@ -17,10 +17,10 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from edabus._durability._postgres import PostgresStore
+from edabus._durability._sqlite import SQLiteStore
+from edabus._durability._store import StaleStateError, StateStore, Stored
 from edabus._exceptions import EdabusError
-from edabus._postgres import PostgresStore
-from edabus._sqlite import SQLiteStore
-from edabus._store import StaleStateError, StateStore, Stored
 from tests.conftest import free_port
 
 Store = SQLiteStore | PostgresStore

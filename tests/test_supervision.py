@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import edabus
-from edabus._policy import RestartWindow
+from edabus._runtime._policy import RestartWindow
 from tests.conftest import eventually
 
 

@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import edabus
-from edabus._wire import DeadLetter
+from edabus._model._wire import DeadLetter
 from tests.conftest import eventually
 
 

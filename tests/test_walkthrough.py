@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import zenoh
 
-from edabus._membership import rendezvous_owner
-from edabus._wire import actors_key
+from edabus._cluster._membership import rendezvous_owner
+from edabus._model._wire import actors_key
 from tests.cluster._nodes import NodeProcess, client_config
 from tests.conftest import ROOT, Processes
 

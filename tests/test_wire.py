@@ -11,7 +11,7 @@ import pytest
 import zenoh
 
 import edabus
-from edabus._status import gather_status
+from edabus._cluster._status import gather_status
 from tests.conftest import eventually, free_port
 
 

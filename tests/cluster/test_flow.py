@@ -19,8 +19,8 @@ import zenoh
 from structlog.testing import capture_logs
 
 import edabus
-import edabus._credit
-from edabus._status import gather_status
+import edabus._transport._credit
+from edabus._cluster._status import gather_status
 from tests.cluster._nodes import NodeProcess, client_config
 from tests.cluster.flow_app import Busy, Quick, Sleepy, Stuck, Tick
 from tests.conftest import Processes
@@ -288,7 +288,7 @@ async def test_a_stranger_answering_credit_checkpoints_lifts_no_flow_control(
     default consolidation holds the stranger's reply until the checkpoint's
     timeout, shortened here, and then hands it over as the answer.)
     """
-    monkeypatch.setattr(edabus._credit, "CHECKPOINT_TIMEOUT", 0.5)
+    monkeypatch.setattr(edabus._transport._credit, "CHECKPOINT_TIMEOUT", 0.5)
     Held.gate, Held.handled = anyio.Event(), 0
     app = edabus.App("held")
     app.keyed(Held, key="sink", mailbox_size=1)

@@ -27,7 +27,7 @@ import pytest
 import zenoh
 
 import edabus
-from edabus._membership import rendezvous_owner
+from edabus._cluster._membership import rendezvous_owner
 from examples.bank import Audit, Balance, GetAudit, GetBalance
 from tests.cluster._nodes import (
     WAIT_S,

@@ -21,9 +21,9 @@ import pytest
 import zenoh
 
 import edabus
-from edabus._membership import rendezvous_owner
-from edabus._proof import Answers, ask_identity
-from edabus._status import gather_status
+from edabus._cluster._membership import rendezvous_owner
+from edabus._cluster._proof import Answers, ask_identity
+from edabus._cluster._status import gather_status
 from examples.bank import Deposit
 from tests.cluster._nodes import WAIT_S, ClusterFactory, NodeProcess, client_config, group_stats, live_actors
 from tests.cluster.tally_app import Add, Read, Total

@@ -1,0 +1,1 @@
+"""Compute workers on GPUs (cupy) or the CPU (numpy)."""

@@ -1,0 +1,1 @@
+"""Persistent actor state and the stores that keep it."""

@@ -1,0 +1,1 @@
+"""What a program runs: apps, the node that hosts them, and connect()."""

@@ -1,0 +1,1 @@
+"""Actors and their supervisors: activation, mailboxes, handlers, timers, batches, restarts, dead letters."""

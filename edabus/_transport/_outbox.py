@@ -1,0 +1,267 @@
+"""At-least-once sending: reliable messages kept until their owner acknowledges them.
+
+A reliable message travels as a Zenoh query to the group that owns its key; the
+owner replies once the handler returned and the actor's state was saved. The
+sender numbers its reliable messages per key (`Meta.seq`, one more each time;
+a key's first starts above every number the sender used) and keeps each
+one in its key's *lane* until acknowledged. When an attempt ends without an
+acknowledgement (no owner answered, the owner died, the timeout passed, or the
+owner refused it as out of order or unsaved), the lane resends every message it
+still holds, in order, after a backoff: the owner drops the ones it already
+applied, so each is applied once and in the order sent.
+
+An error from the handler itself is final: the message was handled (and
+dead-lettered by its owner); it is not sent again.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+import msgspec
+import zenoh
+
+from edabus._cluster._proof import session_of
+from edabus._exceptions import Undelivered
+from edabus._logging import get_logger
+from edabus._model._wire import ErrorReply, Meta, encode_meta
+
+from ._bridge import Waker
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from ._bus import Bus
+
+__all__ = ["DEFAULT_ACK_TIMEOUT", "DEFAULT_MAX_UNACKED", "RETRYABLE", "Outbox"]
+
+log = get_logger(__name__)
+
+DEFAULT_ACK_TIMEOUT = 5.0
+DEFAULT_MAX_UNACKED = 10_000
+_RETRY_MIN_S = 0.02
+_RETRY_MAX_S = 1.0
+_LANES_KEPT = 100_000  # idle lanes forgotten beyond this (a new lane starts above every seq used)
+
+# Errors from the framework, not from the handler: the message was not applied, send it again.
+RETRYABLE = frozenset(
+    {
+        "OutOfOrder",
+        "StaleStateError",
+        "StateError",
+        "StateStoreError",
+        "ActorStopped",
+        "MailboxFull",
+        "InboxOverflow",
+        "NoRouteError",
+    }
+)
+_error_decoder = msgspec.msgpack.Decoder(ErrorReply)
+
+_ACK, _RETRY, _FAILED = 0, 1, 2
+
+
+@dataclass(slots=True)
+class _Entry:
+    seq: int
+    payload: bytes
+    type_name: str
+    trace: str
+    attempt: int = 0
+
+
+@dataclass(slots=True)
+class _Lane:
+    key: str
+    next_seq: int = 1
+    pending: OrderedDict[int, _Entry] = field(default_factory=OrderedDict)
+    retrying: bool = False
+    backoff: float = _RETRY_MIN_S
+
+
+class Outbox:
+    """The reliable messages of one bus that are not acknowledged yet, by key."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        tg: TaskGroup,
+        *,
+        ack_timeout: float = DEFAULT_ACK_TIMEOUT,
+        max_unacked: int = DEFAULT_MAX_UNACKED,
+    ) -> None:
+        self._bus = bus
+        self._tg = tg
+        self.ack_timeout = ack_timeout
+        self.max_unacked = max_unacked
+        self._lanes: OrderedDict[str, _Lane] = OrderedDict()
+        self._waker = Waker()
+        self._high = 0  # the highest seq given out, on any lane
+        self.unacked = 0
+        self.sent = 0
+        self.resent = 0
+        self.acked = 0
+        self.failed = 0
+        self._room: anyio.Event | None = None
+        self._empty: anyio.Event | None = None
+        self._retries: list[tuple[float, int, _Lane]] = []  # a heap of (due, order, lane)
+        self._order = itertools.count()
+        self._retry_added = anyio.Event()
+        tg.start_soon(self._resend_when_due)
+
+    async def send(self, key: str, payload: bytes, type_name: str, trace: str, *, wait: bool = True) -> None:
+        """Keep the message and send it; waits while ``max_unacked`` messages are unacknowledged.
+
+        ``wait=False`` (a handler's publish) keeps it at once, even past ``max_unacked``:
+        a handler waiting for acknowledgements could be waiting on its own group.
+        """
+        while wait and self.unacked >= self.max_unacked:
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
+        lane = self._lanes.get(key)
+        if lane is None:
+            # A new lane (or one forgotten) starts above every number used so far, with
+            # base = its first seq: no owner can mistake it for an old message of this key.
+            lane = self._lanes[key] = _Lane(key, next_seq=self._high + 1)
+            self._forget_idle_lanes()
+        entry = _Entry(lane.next_seq, payload, type_name, trace)
+        lane.next_seq += 1
+        self._high = max(self._high, entry.seq)
+        lane.pending[entry.seq] = entry
+        self.unacked += 1
+        self.sent += 1
+        if not lane.retrying:
+            self._transmit(lane, entry)
+
+    async def wait_delivered(self, timeout: float) -> None:
+        """Wait until every reliable message was acknowledged.
+
+        Raises:
+            Undelivered: some were not within ``timeout`` seconds.
+
+        """
+        with anyio.move_on_after(timeout):
+            while self.unacked:
+                if self._empty is None:
+                    self._empty = anyio.Event()
+                await self._empty.wait()
+        if self.unacked:
+            msg = f"{self.unacked} reliable message(s) not acknowledged within {timeout} s"
+            raise Undelivered(msg)
+
+    def _forget_idle_lanes(self) -> None:
+        while len(self._lanes) > _LANES_KEPT:
+            key, lane = next(iter(self._lanes.items()))
+            if lane.pending:
+                self._lanes.move_to_end(key)
+                return
+            del self._lanes[key]
+
+    def _transmit(self, lane: _Lane, entry: _Entry) -> None:
+        """One attempt: a query to the owner; its outcome comes back on the loop thread."""
+        bus = self._bus
+        if bus.closed:
+            return
+        entry.attempt += 1
+        meta = bus.next_meta(entry.type_name, entry.trace)
+        meta = Meta(meta.type, meta.id, meta.sender, meta.trace, meta.sent, entry.seq, next(iter(lane.pending)))
+        outcome = functools.partial(self._settled, lane, entry.seq, entry.attempt)
+        done = False
+        wake = self._waker
+        trusted = bus.router.repliers(lane.key)  # where a group serves the key, only its members acknowledge
+
+        def on_reply(reply: zenoh.Reply) -> None:  # Zenoh's thread
+            nonlocal done
+            if done or (trusted is not None and session_of(reply) not in trusted):
+                return
+            if reply.ok is not None:
+                done = True
+                wake(functools.partial(outcome, _ACK, ""))
+                return
+            try:
+                error = _error_decoder.decode(reply.err.payload.to_bytes())  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001 - not an edabus error (maybe hostile): wait for the final
+                return
+            done = True
+            kind = _RETRY if error.type in RETRYABLE else _FAILED
+            wake(functools.partial(outcome, kind, f"{error.type}: {error.message}"))
+
+        def on_final() -> None:  # Zenoh's thread
+            if not done:
+                wake(functools.partial(outcome, _RETRY, "no owner acknowledged"))
+
+        try:
+            bus.session.get(
+                lane.key,
+                zenoh.handlers.Callback(on_reply, on_final, indirect=False),
+                target=zenoh.QueryTarget.ALL,
+                consolidation=zenoh.ConsolidationMode.NONE,
+                timeout=self.ack_timeout,
+                payload=entry.payload,
+                attachment=encode_meta(meta),
+            )
+        except zenoh.ZError as exc:  # the session is closing, or the link is down: try again later
+            self._settled(lane, entry.seq, entry.attempt, _RETRY, repr(exc))
+        else:
+            bus.note_published()
+
+    def _settled(self, lane: _Lane, seq: int, attempt: int, kind: int, error: str) -> None:
+        """An attempt's outcome, on the loop thread."""
+        entry = lane.pending.get(seq)
+        if entry is None or entry.attempt != attempt:
+            return  # acknowledged already, or a newer attempt is on its way
+        if kind == _RETRY:
+            if not lane.retrying:
+                lane.retrying = True
+                log.debug("reliable.retrying", key=lane.key, seq=seq, reason=error, backoff=lane.backoff)
+                heapq.heappush(self._retries, (time.monotonic() + lane.backoff, next(self._order), lane))
+                self._retry_added.set()
+            return
+        del lane.pending[seq]
+        self.unacked -= 1
+        lane.backoff = _RETRY_MIN_S
+        if kind == _ACK:
+            self.acked += 1
+        else:
+            self.failed += 1
+            log.warning("reliable.failed", key=lane.key, seq=seq, error=error)
+        if self._room is not None and self.unacked < self.max_unacked:
+            self._room.set()
+            self._room = None
+        if self._empty is not None and not self.unacked:
+            self._empty.set()
+            self._empty = None
+
+    async def _resend_when_due(self) -> None:
+        """The outbox's one task: resend each lane that failed, once its backoff has passed."""
+        retries = self._retries
+        while True:
+            if not retries:
+                self._retry_added = anyio.Event()
+                await self._retry_added.wait()
+                continue
+            due, _, lane = retries[0]
+            wait = due - time.monotonic()
+            if wait > 0:
+                self._retry_added = anyio.Event()
+                with anyio.move_on_after(wait):
+                    await self._retry_added.wait()  # an earlier retry may have been added
+                continue
+            heapq.heappop(retries)
+            self._resend(lane)
+
+    def _resend(self, lane: _Lane) -> None:
+        """Send again everything the lane holds, in order; back off further next time."""
+        lane.backoff = min(lane.backoff * 2, _RETRY_MAX_S)
+        lane.retrying = False
+        for entry in list(lane.pending.values()):
+            self.resent += 1
+            self._transmit(lane, entry)
