@@ -220,7 +220,7 @@ async def test_a_publisher_follows_a_node_that_joins_and_one_that_leaves(router:
 
         def members() -> int:
             plan = publisher.router.plan(Hit)
-            return 0 if plan is None else len(plan[0].membership.members)
+            return 0 if plan is None else len(plan[0].prefixes)  # one per member
 
         await send(0, 300)
         async with edabus.connect(router, node_id="r3") as bus, edabus.Node(bus, [tally_app()]) as third:

@@ -33,6 +33,7 @@ import zenoh
 from edabus._exceptions import DuplicateNodeError
 from edabus._logging import get_logger
 from edabus._model._wire import NodeIdentity, identity_key
+from edabus._transport._replies import session_of
 
 if TYPE_CHECKING:
     from edabus._transport._bus import Bus
@@ -55,7 +56,6 @@ __all__ = [
     "declare_identity",
     "identity_of",
     "identity_reply",
-    "session_of",
 ]
 
 log = get_logger(__name__)
@@ -67,12 +67,6 @@ LEASE_MISSES = 8  # rounds unanswered by a member's session before it counts as 
 _identity_decoder = msgspec.msgpack.Decoder(NodeIdentity)
 
 Answers = dict[str, frozenset[str]]  # session id -> the groups ("app/group") it says it hosts
-
-
-def session_of(reply: zenoh.Reply) -> str | None:
-    """The Zenoh session id of whoever sent ``reply`` (its replier id names the queryable too)."""
-    replier = reply.replier_id
-    return None if replier is None else str(replier.zid)
 
 
 def identity_reply(node: str, groups: list[str]) -> bytes:

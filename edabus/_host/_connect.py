@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import zenoh
 
+from edabus._cluster._router import Router
 from edabus._exceptions import BusClosedError
 from edabus._logging import get_logger
 from edabus._transport._bus import Bus
@@ -71,9 +72,11 @@ async def connect(
             # Learn the live groups before the first publish: a group's token is declared after
             # its subscribers, and the reply comes after their declarations on the same link.
             # Without routing the groups are followed all the same: credit needs them.
-            bus.router.routing = routing
-            await bus.router.start()
-            tg.start_soon(bus.router.run)
+            router = Router(bus)
+            router.routing = routing
+            bus.router = router
+            await router.start()
+            tg.start_soon(router.run)
             log.debug("bus.opened", node=bus.node_id, mode=mode)
             try:
                 yield bus

@@ -18,7 +18,6 @@ import anyio
 import msgspec
 import zenoh
 
-from edabus._cluster._router import Router
 from edabus._exceptions import BusClosedError, DecodeError, NoRouteError, RequestTimeout, Undelivered
 from edabus._logging import get_logger
 from edabus._model._envelope import Envelope, envelope_of
@@ -30,6 +29,7 @@ from ._credit import wait_for_credit
 from ._local import LocalRoutes
 from ._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, Outbox
 from ._replies import Replies, is_decisive, settle
+from ._routing import NoRouting, Routing
 from ._subscription import Subscription
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Bus:
         self.max_unacked = max_unacked
         self.tg: TaskGroup | None = None  # set by connect(): where the bus's own tasks run
         self.local_routes = LocalRoutes(session)  # filled by the node this bus hosts
-        self.router = Router(self)  # started by connect(routing=True)
+        self.router: Routing = NoRouting()  # connect() puts the cluster's in place
         self._outbox: Outbox | None = None
         self._ids = itertools.count(1)
         self._closed = False

@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import zenoh
 
-from edabus._cluster._proof import session_of
 from edabus._exceptions import PublishTimeout
 from edabus._logging import get_logger
 from edabus._model._wire import PREFIX
 
 from ._bridge import Waker
+from ._replies import session_of
 
 if TYPE_CHECKING:
     from ._bridge import Inbox

@@ -28,12 +28,12 @@ import anyio
 import msgspec
 import zenoh
 
-from edabus._cluster._proof import session_of
 from edabus._exceptions import Undelivered
 from edabus._logging import get_logger
 from edabus._model._wire import ErrorReply, Meta, encode_meta
 
 from ._bridge import Waker
+from ._replies import session_of
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup

@@ -15,7 +15,6 @@ import anyio
 import msgspec
 import zenoh
 
-from edabus._cluster._proof import session_of
 from edabus._exceptions import RemoteError, RequestTimeout
 from edabus._logging import get_logger
 from edabus._model._message import Message, encode
@@ -23,12 +22,18 @@ from edabus._model._wire import ErrorReply, Meta, decode_meta, encode_meta
 
 from ._bridge import Waker
 
-__all__ = ["NIL", "Replies", "is_decisive", "reply", "reply_error", "settle"]
+__all__ = ["NIL", "Replies", "is_decisive", "reply", "reply_error", "session_of", "settle"]
 
 log = get_logger(__name__)
 
 NIL = b"\xc0"  # msgpack nil: the payload of a reply from a handler that returned None
 _error_decoder = msgspec.msgpack.Decoder(ErrorReply)
+
+
+def session_of(reply: zenoh.Reply) -> str | None:
+    """The Zenoh session id of whoever sent ``reply`` (its replier id names the queryable too)."""
+    replier = reply.replier_id
+    return None if replier is None else str(replier.zid)
 
 
 class Replies:
