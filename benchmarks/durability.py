@@ -352,7 +352,7 @@ async def throughput_run(variant: ThroughputVariant, messages: int, directory: P
     warmup, measured, expected = _deposits(variant, messages)
     tally = Account.reset()
     async with edabus.connect() as bus, edabus.Node(bus, [app]) as node:
-        durability = node.supervisor(variant.actor.__name__).durability
+        durability = node.supervisor(variant.actor.__name__).hook(Durability)
         await _deliver(bus, warmup, tally, len(warmup), reliable=variant.reliable)
         await _wait_saved(durability, len(warmup))  # each warm-up deposit changes its account's state
         saves_before = durability.saves if durability is not None else 0

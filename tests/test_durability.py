@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 
 import edabus
 from edabus._cluster._membership import rendezvous_owner
+from edabus._durability._persistence import Durability
 from edabus._model._wire import Meta, encode_meta
 from tests.conftest import eventually
 
@@ -127,7 +128,7 @@ async def test_the_same_message_id_twice_is_applied_once(bus: edabus.Bus) -> Non
         # 1 again is a duplicate; base 3 says 2 was acknowledged; 5 comes before 4; 2 is old.
         assert answers == ["ack", "ack", "ack", "OutOfOrder", "ack"]
         assert await peek(bus, "d") == Holdings(balance=2, puts=2)
-        durability = node.supervisor("Vault").durability
+        durability = node.supervisor("Vault").hook(Durability)
         assert durability is not None
         assert durability.duplicates == 2
 
@@ -164,7 +165,7 @@ async def test_a_stale_writer_is_refused_and_stopped_then_reloads(bus: edabus.Bu
             await bus.publish(Put(account="s", amount=10))
             await bus.wait_delivered(timeout=5)
         assert await peek(bus, "s") == Holdings(balance=110, puts=2)
-        assert node.supervisor("Vault").durability.stale == 1  # type: ignore[union-attr]
+        assert node.supervisor("Vault").hook(Durability).stale == 1  # type: ignore[union-attr]
     events = [e["event"] for e in logs]
     assert "actor.state_not_saved" in events
     assert any(e.get("reason") == "StaleStateError" for e in logs if e["event"] == "actor.stopped")
@@ -212,7 +213,7 @@ async def test_save_every_saves_less_often_and_still_acknowledges(bus: edabus.Bu
         for _ in range(500):
             await bus.publish(Put(account="b", amount=1))
         await bus.wait_delivered(timeout=10)
-        durability = node.supervisor("Vault").durability
+        durability = node.supervisor("Vault").hook(Durability)
         assert durability is not None
         assert durability.saves < 500
         assert await peek(bus, "b") == Holdings(balance=500, puts=500)
@@ -291,15 +292,16 @@ async def test_overlapping_activations_in_a_rebalance_the_stale_writer_is_refuse
             async with edabus.connect(router, node_id="b") as bus_b, edabus.Node(bus_b, [app()]) as node_b:
                 await eventually(lambda: set(node_a.memberships[sup_a].members) == {"a", "b"})
                 await client.publish(Put(account=key, amount=10))  # now b's: b activates the key too
-                durability_b = node_b.supervisor("Vault").durability
+                durability_b = node_b.supervisor("Vault").hook(Durability)
                 assert durability_b is not None
                 # b has saved the key's new state (not only received the deposit): a's save comes after.
                 await eventually(lambda: durability_b.saves >= 1)
                 release.set()  # a's handler ends; its save must be refused
                 await client.wait_delivered(timeout=10)
                 assert await peek(client, key) == Holdings(balance=11, puts=1)
-                assert sup_a.durability is not None
-                assert sup_a.durability.stale == 1
+                durability_a = sup_a.hook(Durability)
+                assert durability_a is not None
+                assert durability_a.stale == 1
     refused = [e for e in logs if e["event"] == "actor.state_not_saved"]
     assert [e["group"] for e in refused] == ["Vault"]
     assert "StaleStateError" in refused[0]["error"]

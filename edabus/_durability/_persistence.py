@@ -21,23 +21,26 @@ of order (refused, so the sender resends from its oldest unacknowledged one).
 
 from __future__ import annotations
 
-import typing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from edabus._exceptions import DefinitionError, OutOfOrder, StaleStateError, StateStoreError, StateTooLarge
+from edabus._exceptions import OutOfOrder, StaleStateError, StateError, StateStoreError, StateTooLarge
 from edabus._logging import get_logger
+from edabus._runtime._hooks import GroupHooks
 from edabus._transport._replies import reply, reply_error
 
 if TYPE_CHECKING:
+    import zenoh
+
     from edabus._runtime._actor import Actor
     from edabus._runtime._cell import Cell, Work
     from edabus._runtime._supervisor import Supervisor
 
     from ._store import StateStore
 
-__all__ = ["DEFAULT_MAX_STATE_SIZE", "SEEN_LIMIT", "Durability", "Verdict", "state_type_of"]
+__all__ = ["DEFAULT_MAX_STATE_SIZE", "SEEN_LIMIT", "Durability", "Verdict"]
 
 log = get_logger(__name__)
 
@@ -56,31 +59,6 @@ _record_decoder = msgspec.msgpack.Decoder(_Record)
 _encoder = msgspec.msgpack.Encoder()
 
 
-def state_type_of(actor_cls: type) -> type[msgspec.Struct] | None:
-    """The Struct an actor class annotates ``state`` with, or None; checked at group definition."""
-    try:
-        hints = typing.get_type_hints(actor_cls)
-    except (NameError, TypeError):
-        hints = {}
-        for klass in reversed(actor_cls.__mro__):
-            hints.update(getattr(klass, "__annotations__", {}))
-    state_type = hints.get("state")
-    if isinstance(state_type, str):
-        msg = (
-            f"{actor_cls.__name__}.state is annotated {state_type!r}, which does not resolve: "
-            "define the state Struct at module level"
-        )
-        raise DefinitionError(msg)
-    if not (isinstance(state_type, type) and issubclass(state_type, msgspec.Struct)):
-        return None
-    try:
-        state_type()
-    except TypeError as exc:
-        msg = f"{actor_cls.__name__}.state: {state_type.__name__} must have a default for every field ({exc})"
-        raise DefinitionError(msg) from exc
-    return state_type
-
-
 class Verdict:
     """What to do with a numbered arrival."""
 
@@ -89,8 +67,28 @@ class Verdict:
     GAP = 2
 
 
-class Durability:
-    """The persistent state and duplicate window of one group's actors.
+@dataclass(slots=True)
+class _Kept:
+    """What a group's durability keeps per activation.
+
+    The stored version and bytes, the duplicate window, the encoded state not yet
+    saved, and the replies that wait for that save.
+    """
+
+    version: int = 0
+    saved: bytes | None = None
+    seen: dict[str, int] | None = None
+    seen_changed: bool = False
+    pending: bytes | None = None
+    unsaved: int = 0
+    deferred: list[tuple[zenoh.Query, Any]] | None = None  # made by the first held reply
+
+
+class Durability(GroupHooks):
+    """The persistent state and duplicate window of one group's actors: its `GroupHooks`.
+
+    It loads an actor's state as it activates, saves it after the messages that
+    changed it (holding replies until then), and saves what is left when it stops.
 
     Args:
         namespace: the store's namespace for the group, ``"app/group"``.
@@ -123,17 +121,40 @@ class Durability:
         self.duplicates = 0
         self.stale = 0
 
+    handles = True
+
+    def _of(self, cell: Cell) -> _Kept:
+        """What this group's durability keeps for ``cell``, made on first use."""
+        data = cell.data
+        if data is None:
+            data = cell.data = {}
+        kept = data.get(self)
+        if kept is None:
+            kept = data[self] = _Kept()
+        return kept
+
     # -- activation ---------------------------------------------------------------------------
+
+    async def on_activate(self, sup: Supervisor, cell: Cell, instance: Actor) -> None:
+        """Load the new instance's state."""
+        await self.load(cell, instance, sup.state_key(cell))
+
+    async def on_deactivate(self, sup: Supervisor, cell: Cell, instance: Actor, *, save: bool) -> None:
+        """Save what changed (unless it stopped after a failure); the replies that still wait get their answer."""
+        if save and self.needs_save(cell, instance):
+            await self.save(cell, sup.state_key(cell))
+        self.answer(cell, StateError(f"{sup.actor_cls.__name__}({cell.key!r}) stopped before saving"))
 
     async def load(self, cell: Cell, instance: Actor, key: str) -> None:
         """Give a new instance its saved state (or a fresh one) and the cell its window."""
-        cell.deferred = None
-        cell.unsaved = 0
+        kept = self._of(cell)
+        kept.deferred = None
+        kept.unsaved = 0
         if self.store is None or self.state_type is None:
             if self.state_type is not None:
                 instance.state = self.state_type()  # type: ignore[attr-defined]
-            if cell.seen is None:
-                cell.seen = {}
+            if kept.seen is None:
+                kept.seen = {}
             return
         try:
             row = await self.store.load(self.namespace, key)
@@ -141,25 +162,26 @@ class Durability:
             msg = f"loading the state of {self.namespace} {key!r} failed: {exc!r}"
             raise StateStoreError(msg) from exc
         if row is None:
-            cell.version, cell.seen, cell.saved = 0, {}, None
+            kept.version, kept.seen, kept.saved = 0, {}, None
             instance.state = self.state_type()  # type: ignore[attr-defined]
             return
         record = _record_decoder.decode(row.data)
-        cell.version, cell.seen, cell.saved = row.version, dict(record.seen), bytes(record.state)
+        kept.version, kept.seen, kept.saved = row.version, dict(record.seen), bytes(record.state)
         instance.state = msgspec.msgpack.decode(record.state, type=self.state_type)  # type: ignore[attr-defined]
 
     # -- arrivals -----------------------------------------------------------------------------
 
     def verdict(self, cell: Cell, work: Work) -> int:
         """Apply, duplicate or out of order; a message applied is noted in the window."""
+        kept = self._of(cell)
         if not self.ordered:
             return Verdict.APPLY
         meta = work.envelope.meta
         if meta.seq <= 0 or not meta.sender:
             return Verdict.APPLY
-        seen = cell.seen
+        seen = kept.seen
         if seen is None:
-            seen = cell.seen = {}
+            seen = kept.seen = {}
         name = f"{meta.sender}|{work.envelope.key}"
         # The sender saw everything below base acknowledged: never wait for one of those.
         last = max(seen.pop(name, 0), meta.base - 1)
@@ -171,7 +193,7 @@ class Durability:
             seen[name] = last
             return Verdict.GAP
         seen[name] = meta.seq
-        cell.seen_changed = True
+        kept.seen_changed = True
         while len(seen) > SEEN_LIMIT:
             del seen[next(iter(seen))]
         return Verdict.APPLY
@@ -198,10 +220,11 @@ class Durability:
 
     def defer(self, cell: Cell, work: Work, result: Any) -> None:
         """Hold a request's reply until the state it follows is saved."""
+        kept = self._of(cell)
         if work.query is not None:
-            if cell.deferred is None:
-                cell.deferred = []
-            cell.deferred.append((work.query, result))
+            if kept.deferred is None:
+                kept.deferred = []
+            kept.deferred.append((work.query, result))
 
     # -- handling -----------------------------------------------------------------------------
 
@@ -241,7 +264,7 @@ class Durability:
             group=sup.name,
             key=cell.key,
             error=repr(error),
-            version=cell.version,
+            version=self._of(cell).version,
         )
         await sup.stop_instance(cell, "actor.stopped", save=False, reason=type(error).__name__)
         return False
@@ -250,33 +273,36 @@ class Durability:
 
     def needs_save(self, cell: Cell, instance: Actor) -> bool:
         """Whether the state or the window changed since the last save (counts a changed message)."""
+        kept = self._of(cell)
         if self.store is None or self.state_type is None:
             return False
         data = _encoder.encode(instance.state)  # type: ignore[attr-defined]
-        changed = data != cell.saved or cell.seen_changed
+        changed = data != kept.saved or kept.seen_changed
         if changed:
-            cell.unsaved += 1
-            cell.pending = data
-        return changed or cell.unsaved > 0
+            kept.unsaved += 1
+            kept.pending = data
+        return changed or kept.unsaved > 0
 
     def due(self, cell: Cell, *, force: bool = False) -> bool:
         """Whether to save now: enough unsaved changes, an empty mailbox, or forced."""
-        return cell.unsaved > 0 and (force or cell.unsaved >= self.save_every or not cell.mailbox)
+        kept = self._of(cell)
+        return kept.unsaved > 0 and (force or kept.unsaved >= self.save_every or not cell.mailbox)
 
     async def save(self, cell: Cell, key: str) -> Exception | None:
         """Save the cell's pending state; answer what waited on it. The error, if it failed."""
+        kept = self._of(cell)
         error: Exception | None = None
-        data = cell.pending
-        if self.store is not None and data is not None and cell.unsaved:
+        data = kept.pending
+        if self.store is not None and data is not None and kept.unsaved:
             if len(data) > self.max_state_size:
                 error = StateTooLarge(
                     f"state of {self.namespace} {key!r} is {len(data):,} bytes, "
                     f"over max_state_size {self.max_state_size:,}: not saved"
                 )
             else:
-                record = _encoder.encode(_Record(msgspec.Raw(data), cell.seen or {}))
+                record = _encoder.encode(_Record(msgspec.Raw(data), kept.seen or {}))
                 try:
-                    cell.version = await self.store.save(self.namespace, key, record, cell.version)
+                    kept.version = await self.store.save(self.namespace, key, record, kept.version)
                 except StaleStateError as exc:
                     self.stale += 1
                     error = exc
@@ -284,13 +310,14 @@ class Durability:
                     error = StateStoreError(f"saving the state of {self.namespace} {key!r} failed: {exc!r}")
                 else:
                     self.saves += 1
-                    cell.saved, cell.pending, cell.unsaved, cell.seen_changed = data, None, 0, False
+                    kept.saved, kept.pending, kept.unsaved, kept.seen_changed = data, None, 0, False
         self.answer(cell, error)
         return error
 
     def answer(self, cell: Cell, error: Exception | None) -> None:
         """Send the held replies (or, when the save failed, the error) and finish their queries."""
-        deferred, cell.deferred = cell.deferred, None
+        kept = self._of(cell)
+        deferred, kept.deferred = kept.deferred, None
         for query, result in deferred or ():
             if error is None:
                 reply(query, result)

@@ -17,16 +17,13 @@ import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import anyio
 
 from edabus._exceptions import EdabusError, StaleStateError
 from edabus._logging import get_logger
 from edabus._transport._bridge import Waker
-
-if TYPE_CHECKING:
-    from edabus._runtime._supervisor import Supervisor
 
 __all__ = [
     "Load",
@@ -38,7 +35,6 @@ __all__ = [
     "Stored",
     "ThreadedStore",
     "close_stores",
-    "stores_of",
 ]
 
 log = get_logger(__name__)
@@ -71,16 +67,6 @@ class StateStore(Protocol):
             StaleStateError: the row is at another version (or exists when ``version`` is 0).
 
         """
-
-
-def stores_of(supervisors: Iterable[Supervisor]) -> list[StateStore]:
-    """The state stores of these groups, each once (a node opens them before its actors start)."""
-    stores: list[StateStore] = []
-    for sup in supervisors:
-        store = sup.durability.store if sup.durability is not None else None
-        if store is not None and all(store is not known for known in stores):
-            stores.append(store)
-    return stores
 
 
 async def close_stores(stores: Iterable[StateStore]) -> None:

@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 import zenoh
 
-from edabus._durability._persistence import DEFAULT_MAX_STATE_SIZE, Durability, state_type_of
+from edabus._compute._hooks import ComputeHooks
+from edabus._compute._workers import ComputeWorker
+from edabus._durability._persistence import DEFAULT_MAX_STATE_SIZE, Durability
 from edabus._exceptions import DefinitionError, KeyValueError
 from edabus._model._keys import check_key_value
-from edabus._runtime._actor import Actor, handlers_of
+from edabus._runtime._actor import Actor, handlers_of, state_type_of
+from edabus._runtime._hooks import GroupHooks
 from edabus._runtime._keyed import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_ACTORS, KeyedSupervisor, SingletonSupervisor
 from edabus._runtime._policy import RestartPolicy
 from edabus._runtime._pool import PoolSupervisor
@@ -56,13 +59,24 @@ class GroupSpec:
     @property
     def needs_gpu(self) -> bool:
         """Whether only nodes with a GPU host this group (compute workers, unless allow_cpu)."""
-        return bool(getattr(self.actor_cls, "needs_gpu", False)) and not self.allow_cpu
+        worker = self._compute_worker()
+        return worker is not None and worker.needs_gpu and not self.allow_cpu
 
-    def build(self) -> Supervisor:
-        """A fresh supervisor for this group, for one node."""
+    def _compute_worker(self) -> type[ComputeWorker] | None:
+        cls = self.actor_cls
+        return cls if issubclass(cls, ComputeWorker) else None
+
+    def build(self, *, gpus: Sequence[int] = ()) -> Supervisor:
+        """A fresh supervisor for this group, for one node (whose GPUs are ``gpus``), with its features' hooks."""
         supervisor = self._build()
-        supervisor.cpu_fallback = self.cpu_fallback
-        supervisor.durability = self._durability(supervisor)
+        hooks: list[GroupHooks] = []
+        durability = self._durability(supervisor)
+        if durability is not None:
+            hooks.append(durability)
+        worker = self._compute_worker()
+        if worker is not None:
+            hooks.append(ComputeHooks(gpus=gpus, cpu_fallback=self.cpu_fallback, gpus_first=worker.needs_gpu))
+        supervisor.set_hooks(hooks)
         return supervisor
 
     def _durability(self, supervisor: Supervisor) -> Durability | None:

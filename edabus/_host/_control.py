@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import zenoh
 
+from edabus._compute._hooks import gpus_first
 from edabus._logging import get_logger
 from edabus._model._message import decode_message, encode
 from edabus._model._wire import (
@@ -75,7 +76,7 @@ def catalog(node_id: str, supervisors: Iterable[Supervisor], *, window: tuple[in
                     reply=getattr(reply, "__edabus_type__", getattr(reply, "__name__", "")) if reply else "",
                     kind=sup.kind,
                     field=getattr(sup, "key_field", ""),
-                    gpus_first=sup.prefers_gpus,
+                    gpus_first=gpus_first(sup),
                     window=window[0],
                     window_bytes=window[1],
                     reliable=message_type.__edabus_reliable__,

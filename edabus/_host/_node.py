@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -25,7 +25,9 @@ from edabus._cluster._membership import Membership
 from edabus._cluster._proof import Heartbeat, Lease, check_unique, declare_identities
 from edabus._cluster._watch import MemberWatch, keep_leases, proven_members
 from edabus._compute._gpus import local_gpus
-from edabus._durability._store import close_stores, stores_of
+from edabus._compute._hooks import gpus_first
+from edabus._durability._persistence import Durability
+from edabus._durability._store import close_stores
 from edabus._exceptions import ActorStopped, EdabusError
 from edabus._logging import get_logger
 from edabus._model._envelope import Envelope
@@ -100,9 +102,9 @@ class Node:
         self.gpus = local_gpus() if gpus is None else list(gpus)
         hosted = [spec for app in self.apps for spec in app.groups if self.gpus or not spec.needs_gpu]
         self.skipped = [f"{spec.app}/{spec.name}" for app in self.apps for spec in app.groups if spec not in hosted]
-        self.supervisors: dict[tuple[str, str], Supervisor] = {(spec.app, spec.name): spec.build() for spec in hosted}
-        for sup in self.supervisors.values():
-            sup.gpus = self.gpus
+        self.supervisors: dict[tuple[str, str], Supervisor] = {
+            (spec.app, spec.name): spec.build(gpus=self.gpus) for spec in hosted
+        }
         if min(inbox_size, window_bytes) < 1 or min(window, overflow_limit) < 0:
             msg = "inbox_size and window_bytes must be at least 1, window and overflow_limit at least 0"
             raise ValueError(msg)
@@ -176,7 +178,7 @@ class Node:
             self._control = Inbox(4096, name="control")
             for sup in self.supervisors.values():
                 membership = self.memberships[sup] = Membership(
-                    sup.app, sup.name, self.node_id, gpus=len(self.gpus), prefer_gpus=sup.prefers_gpus
+                    sup.app, sup.name, self.node_id, gpus=len(self.gpus), prefer_gpus=gpus_first(sup)
                 )
                 # Learn the other members before taking messages: a node that thought it
                 # was alone would take every key. Only tokens a node's session answers for count.
@@ -307,7 +309,7 @@ class Node:
                 control=self._control.push,
                 lease=self._leases[sup],
                 # A durable group reloads what the others wrote while this node was cut off.
-                on_rejoin=sup.refresh if sup.durability and sup.durability.state_type else None,
+                on_rejoin=sup.refresh if _keeps_state(sup) else None,
             )
             for sup, membership in self.memberships.items()
         ]
@@ -398,3 +400,20 @@ class Node:
         # and this runs once per node stop.
         while not self._idle():  # noqa: ASYNC110
             await anyio.sleep(0.005)
+
+
+def _keeps_state(sup: Supervisor) -> bool:
+    """Whether the group's actors keep stored state."""
+    durability = sup.hook(Durability)
+    return durability is not None and durability.state_type is not None
+
+
+def stores_of(supervisors: Iterable[Supervisor]) -> list[StateStore]:
+    """The state stores of these groups, each once (a node opens them before its actors start)."""
+    stores: list[StateStore] = []
+    for sup in supervisors:
+        durability = sup.hook(Durability)
+        store = durability.store if durability is not None else None
+        if store is not None and all(store is not known for known in stores):
+            stores.append(store)
+    return stores

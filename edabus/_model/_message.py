@@ -99,14 +99,23 @@ class _MessageMeta(msgspec.StructMeta):
         return cls
 
 
+def raw_annotations(cls: type) -> dict[str, object]:
+    """A class's annotations as written (strings, where they were), its bases' included.
+
+    The fallback where type hints do not resolve (a name defined inside a function).
+    """
+    raw: dict[str, object] = {}
+    for klass in reversed(cls.__mro__):
+        raw.update(getattr(klass, "__annotations__", {}))
+    return raw
+
+
 def _field_annotations(cls: type) -> dict[str, object]:
     """Field name to type, falling back to the raw annotation when hints do not resolve."""
     try:
         return {f.name: f.type for f in msgspec.structs.fields(cls)}
     except (NameError, TypeError):
-        raw: dict[str, object] = {}
-        for klass in reversed(cls.__mro__):
-            raw.update(getattr(klass, "__annotations__", {}))
+        raw = raw_annotations(cls)
         return {name: raw[name] for name in cls.__struct_fields__ if name in raw}  # type: ignore[attr-defined]
 
 

@@ -13,15 +13,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
+import msgspec
+
 from edabus._exceptions import DefinitionError, NotAttachedError, SelfRequestError
-from edabus._model._message import Message
+from edabus._model._message import Message, raw_annotations
 
 if TYPE_CHECKING:
     from edabus._transport._bus import Bus
 
     from ._timers import Timer, Timers
 
-__all__ = ["Actor", "ActorContext", "HandlerSpec", "group_handlers", "handler", "handlers_of"]
+__all__ = ["Actor", "ActorContext", "HandlerSpec", "group_handlers", "handler", "handlers_of", "state_type_of"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -118,11 +120,9 @@ class Actor:
 
         def __getattr__(self, name: str) -> Any:
             # Reached only when normal lookup fails. Outside a supervisor nothing loads a
-            # persistent ``state``: it starts as its Struct's defaults, so an actor class
+            # stored ``state``: it starts as its Struct's defaults, so an actor class
             # can be unit-tested as a plain class (under a supervisor it is always set).
             if name == "state":
-                from edabus._durability._persistence import state_type_of  # noqa: PLC0415 - persistence sits above actors
-
                 state_type = state_type_of(type(self))
                 if state_type is not None:
                     state = self.state = state_type()
@@ -267,3 +267,26 @@ async def call_hook(hook: Callable[..., Awaitable[None] | None], *args: Any) -> 
     result = hook(*args)
     if inspect.isawaitable(result):
         await result
+
+
+def state_type_of(actor_cls: type) -> type[msgspec.Struct] | None:
+    """The Struct an actor class annotates ``state`` with (its stored state), or None; checked at group definition."""
+    try:
+        hints: dict[str, object] = typing.get_type_hints(actor_cls)
+    except (NameError, TypeError):
+        hints = raw_annotations(actor_cls)
+    state_type = hints.get("state")
+    if isinstance(state_type, str):
+        msg = (
+            f"{actor_cls.__name__}.state is annotated {state_type!r}, which does not resolve: "
+            "define the state Struct at module level"
+        )
+        raise DefinitionError(msg)
+    if not (isinstance(state_type, type) and issubclass(state_type, msgspec.Struct)):
+        return None
+    try:
+        state_type()
+    except TypeError as exc:
+        msg = f"{actor_cls.__name__}.state: {state_type.__name__} must have a default for every field ({exc})"
+        raise DefinitionError(msg) from exc
+    return state_type

@@ -45,16 +45,8 @@ class Cell:
     last_used: float = 0.0
     restarts: RestartWindow | None = None
     timers: Timers | None = None
-    before: Callable[[], None] | None = None  # run before each handler call (a GPU worker's device)
-    # Persistent state (see `_persistence`): the stored version and bytes, the duplicate
-    # window, the encoded state not yet saved, and the replies that wait for that save.
-    version: int = 0
-    saved: bytes | None = None
-    seen: dict[str, int] | None = None
-    seen_changed: bool = False
-    pending: bytes | None = None
-    unsaved: int = 0
-    deferred: list[tuple[zenoh.Query, Any]] | None = None  # made by the first held reply
+    before: Callable[[], None] | None = None  # run before each handler call (`GroupHooks.before_handler`)
+    data: dict[object, Any] | None = None  # what the group's hooks keep for this activation, by hook
 
 
 @dataclass(slots=True)

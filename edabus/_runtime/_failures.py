@@ -1,4 +1,4 @@
-"""What a group does when a handler raises (restart policy, escalation, CPU fallback), and dead letters.
+"""What a group does when a handler raises (restart policy, escalation), and dead letters.
 
 A mixin of `Supervisor`, kept apart for size: it uses the supervisor's policy,
 counters, log and instance lifecycle, declared below for the type checker.
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from ._actor import Actor
     from ._cell import Cell, Counters, Work
+    from ._hooks import GroupHooks
 
 __all__ = ["FailureHandling"]
 
@@ -37,8 +38,7 @@ class FailureHandling:
     kind: str
     actor_cls: type[Actor]
     policy: RestartPolicy
-    cpu_fallback: bool
-    on_cpu: bool
+    hooks: tuple[GroupHooks, ...]
     _counters: Counters
     _log: Logger
     _bus: Bus | None
@@ -81,11 +81,8 @@ class FailureHandling:
             await self._after_stop(cell)
             return False
         attempt = self._window(cell).attempt()
-        if attempt is None and self.cpu_fallback and not self.on_cpu:
-            # A physics engine's move: the GPU keeps failing, so compute on the CPU instead.
-            self.on_cpu = True
-            self._log.warning("group.cpu_fallback", key=cell.key, error=repr(exc))
-            self._reset_window(cell)
+        if attempt is None and any(hook.on_exhausted(self, cell, exc) for hook in self.hooks):  # type: ignore[arg-type]
+            self._reset_window(cell)  # a feature took it over (compute: on to the CPU)
             attempt = self._window(cell).attempt()
         if attempt is None:
             await self._escalate(cell, exc)

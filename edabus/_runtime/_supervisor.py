@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import zenoh
 
 from edabus._cluster._route import forward
-from edabus._exceptions import ActorStopped, DecodeError, DefinitionError, MailboxFull, PayloadTooLarge, StateError
+from edabus._exceptions import ActorStopped, DecodeError, DefinitionError, MailboxFull, PayloadTooLarge
 from edabus._logging import get_logger
 from edabus._model._message import Message, decode_message, too_large
 from edabus._model._statistics import SupervisorStatistics
@@ -28,22 +28,23 @@ from ._actor import Actor, ActorContext, call_handler, call_hook, group_handlers
 from ._batching import one_reply_per_message
 from ._cell import Cell, Counters, Work
 from ._failures import FailureHandling
+from ._hooks import GroupHooks
 from ._mailbox import Mailbox
 from ._policy import RestartPolicy
 from ._timers import Timers
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from anyio.abc import TaskGroup
 
     from edabus._cluster._membership import Membership
-    from edabus._durability._persistence import Durability
     from edabus._transport._bus import Bus
 
 __all__ = ["Overflow", "Supervisor"]
 
 log = get_logger(__name__)
+H = TypeVar("H", bound=GroupHooks)
 
 DEFAULT_MAILBOX_SIZE = 1000
 Overflow = Literal["backpressure", "drop_newest", "drop_oldest"]
@@ -83,11 +84,8 @@ class Supervisor(FailureHandling):
         self.policy = restart or RestartPolicy()
         self._counters = Counters()
         self.membership: Membership | None = None  # set by the node; None: this node owns everything
-        self.cpu_fallback = False  # compute groups: go to numpy instead of escalating
-        self.on_cpu = False
-        self.gpus: list[int] = []  # set by the node: the GPUs its compute workers are spread over
-        self.durability: Durability | None = None  # persistent state / reliable messages (GroupSpec)
-        self._spawned = 0
+        self.hooks: tuple[GroupHooks, ...] = ()  # the features the group uses (`set_hooks`)
+        self._handling: GroupHooks | None = None  # the one hook that handles messages, if any
         self._bus: Bus | None = None
         self._tg: TaskGroup | None = None
         self._node_id = ""
@@ -105,10 +103,18 @@ class Supervisor(FailureHandling):
         self._node_id = bus.node_id
         self._log = log.bind(app=self.app, group=self.name, actor=self.actor_cls.__name__, node=bus.node_id)
 
-    @property
-    def prefers_gpus(self) -> bool:
-        """Whether the group's keys go to members with a GPU while there is one (compute workers)."""
-        return bool(getattr(self.actor_cls, "needs_gpu", False))
+    def set_hooks(self, hooks: Sequence[GroupHooks]) -> None:
+        """Give the group its features' hooks (`GroupHooks`), before it takes a message."""
+        handling = [hook for hook in hooks if hook.handles]
+        if len(handling) > 1:
+            msg = f"group {self.app}/{self.name}: more than one hook handles messages ({handling})"
+            raise DefinitionError(msg)
+        self.hooks = tuple(hooks)
+        self._handling = handling[0] if handling else None
+
+    def hook(self, kind: type[H]) -> H | None:
+        """The group's hook of type ``kind``, or None."""
+        return next((hook for hook in self.hooks if isinstance(hook, kind)), None)
 
     async def stop(self) -> None:
         """Stop every actor of the group (``on_stop`` runs); what is still queued is dead-lettered."""
@@ -260,18 +266,15 @@ class Supervisor(FailureHandling):
         assert self._tg is not None  # noqa: S101
         try:
             instance = self.actor_cls(*self._construct_args(cell))
-            if self.on_cpu:
-                instance.use_gpu = False  # type: ignore[attr-defined]  # a ComputeWorker after a CPU fallback
-            elif self.gpus and getattr(instance, "device", 0) is None:  # a ComputeWorker: spread over our GPUs
-                instance.device = self.gpus[self._spawned % len(self.gpus)]  # type: ignore[attr-defined]
-                self._spawned += 1
+            for hook in self.hooks:
+                hook.on_construct(self, cell, instance)
             instance._edabus_context = ActorContext(  # noqa: SLF001 - the supervisor owns the context
                 self._bus, self.app, self.name, cell.key, self._node_id, self, cell
             )
-            if self.durability is not None:
-                await self.durability.load(cell, instance, self.state_key(cell))
+            for hook in self.hooks:
+                await hook.on_activate(self, cell, instance)
             await call_hook(instance.on_start)
-            cell.before = instance.activate if getattr(instance, "on_gpu", False) else None  # type: ignore[attr-defined]
+            cell.before = next(filter(None, (hook.before_handler(instance) for hook in self.hooks)), None)
         except Exception as exc:  # noqa: BLE001 - a failing constructor fails its messages only
             self._log.exception("actor.spawn_failed", key=cell.key)
             self.close_cell(cell, ActorStopped(f"{self.actor_cls.__name__}({cell.key!r}) failed to start: {exc!r}"))
@@ -299,12 +302,9 @@ class Supervisor(FailureHandling):
                 await call_hook(instance.on_stop)
         except Exception:  # noqa: BLE001 - a broken hook must not stop the others
             self._log.exception("actor.on_stop_failed", key=cell.key)
-        durability = self.durability
-        if durability is not None:
+        for hook in self.hooks:
             with anyio.CancelScope(shield=True):
-                if save and durability.needs_save(cell, instance):
-                    await durability.save(cell, self.state_key(cell))
-                durability.answer(cell, StateError(f"{self.actor_cls.__name__}({cell.key!r}) stopped before saving"))
+                await hook.on_deactivate(self, cell, instance, save=save)
         self._log.debug(event, key=cell.key, **fields)  # routine: the cause, if any, is logged by who stops it
 
     def close_cell(self, cell: Cell, exc: Exception) -> None:
@@ -321,8 +321,8 @@ class Supervisor(FailureHandling):
 
     async def handle(self, cell: Cell, work: Work) -> bool:
         """Run one message on the cell's actor; False when the cell takes no more messages."""
-        if self.durability is not None:
-            return await self.durability.handle(self, cell, [work])
+        if self._handling is not None:
+            return await self._handling.handle(self, cell, [work])
         instance = cell.instance
         assert instance is not None  # noqa: S101 - started before any message is handled
         started = time.perf_counter()
@@ -346,8 +346,8 @@ class Supervisor(FailureHandling):
 
     async def handle_batch(self, cell: Cell, works: list[Work]) -> bool:
         """Run a batch handler on several messages at once; each request gets its own reply."""
-        if self.durability is not None:
-            return await self.durability.handle(self, cell, works)
+        if self._handling is not None:
+            return await self._handling.handle(self, cell, works)
         instance = cell.instance
         assert instance is not None  # noqa: S101 - started before any message is handled
         results = await self.call(cell, instance, works)

@@ -1,0 +1,60 @@
+"""`GroupHooks`: how a feature (durable state, compute devices) takes part in a group's actors.
+
+The runtime knows no feature by name. Whoever builds a group (`GroupSpec.build`)
+gives its supervisor the hooks of the features it uses, and the supervisor calls
+them, in their order, at fixed points of each activation:
+
+1. `on_construct`, as soon as an instance is built (before it has a context);
+2. `on_activate`, once its context is set, before `Actor.on_start` (a failure
+   here fails the activation, as a failing constructor does);
+3. `before_handler`, once it started: a callable to run before each of its
+   handler calls, or None (the first hook's that gives one);
+4. `handle`, in place of the plain handling of a message or a batch, for the
+   one hook whose `handles` is true (at most one per group);
+5. `on_deactivate`, after `Actor.on_stop`, shielded from cancellation;
+6. `on_exhausted`, when an actor's restarts are spent, before it escalates:
+   a hook that returns True took the failure over, and the actor restarts with
+   a fresh restart window.
+
+A hook keeps what it needs per activation in ``cell.data[hook]``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._actor import Actor
+    from ._cell import Cell, Work
+    from ._supervisor import Supervisor
+
+__all__ = ["GroupHooks"]
+
+
+class GroupHooks:
+    """A feature's part in one group's supervisor; every hook does nothing here."""
+
+    handles = False  # True: `handle` runs each message or batch in place of the plain handling
+
+    def on_construct(self, sup: Supervisor, cell: Cell, instance: Actor) -> None:
+        """An instance was just built for ``cell``."""
+
+    async def on_activate(self, sup: Supervisor, cell: Cell, instance: Actor) -> None:
+        """The instance has its context and is about to start."""
+
+    def before_handler(self, instance: Actor) -> Callable[[], None] | None:  # noqa: ARG002 - for subclasses
+        """What to run before each of the started instance's handler calls (None: nothing)."""
+        return None
+
+    async def handle(self, sup: Supervisor, cell: Cell, works: list[Work]) -> bool:
+        """Run ``works`` on the cell's actor (where `handles`); False when the cell takes no more."""
+        raise NotImplementedError
+
+    async def on_deactivate(self, sup: Supervisor, cell: Cell, instance: Actor, *, save: bool) -> None:
+        """The instance stopped (``save``: normally; else after a failure, its changes dropped)."""
+
+    def on_exhausted(self, sup: Supervisor, cell: Cell, exc: Exception) -> bool:  # noqa: ARG002 - for subclasses
+        """An actor's restarts are spent on ``exc``: True if this hook took it over (no escalation)."""
+        return False
