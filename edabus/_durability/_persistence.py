@@ -239,7 +239,7 @@ class Durability(GroupHooks):
         if todo:
             results = await sup.call(cell, instance, todo)
             if isinstance(results, Exception):
-                going_on = await sup.failed(cell, instance, todo, results)
+                going_on = await sup.failures.failed(cell, instance, todo, results)
                 for work in todo:
                     if work.query is not None:
                         work.query.drop()

@@ -194,7 +194,7 @@ class Node:
                 )
                 self._checkpoints[sup] = Checkpoints(inbox)
                 tg.start_soon(self._dispatch, sup, inbox)
-                tg.start_soon(sup.dead_letter_overflow, inbox)
+                tg.start_soon(sup.failures.dead_letter_overflow, inbox)
             watches = self._watch_members()
             self._declare_routes()
             tg.start_soon(self._serve_control, self._control)
@@ -292,7 +292,7 @@ class Node:
                     if work is not None:
                         await queue(work)  # an activation or a full mailbox: may wait
                 except Exception as exc:  # noqa: BLE001 - no arrival may end the dispatcher (and so the node)
-                    sup.arrival_failed(envelope, query, exc)
+                    sup.failures.arrival_failed(envelope, query, exc)
             if checkpoints.waiting:  # held while the inbox was over its size
                 checkpoints.release()
             self._dispatching.discard(sup)
@@ -355,7 +355,7 @@ class Node:
                     self._checkpoints[sup].drop()
                     for message_type, envelope, query in inbox.drain():  # arrivals no dispatcher reached
                         if message_type is not CONTROL:
-                            sup.reject_arrival(envelope, query, ActorStopped(f"node {self.node_id} stopped"))
+                            sup.failures.reject_arrival(envelope, query, ActorStopped(f"node {self.node_id} stopped"))
                 for sup in self.supervisors.values():
                     await sup.stop()  # saves what is not saved yet
                 await self._close_stores()

@@ -154,7 +154,8 @@ class KeyedSupervisor(Supervisor):
     async def _enqueue(self, work: Work) -> None:
         key = self._key_of(work.msg)
         if key in self._escalated:
-            self.reject(work, ActorEscalated(f"{self.actor_cls.__name__}({key!r}) escalated; it takes no messages"))
+            escalated = ActorEscalated(f"{self.actor_cls.__name__}({key!r}) escalated; it takes no messages")
+            self.failures.reject(work, escalated)
             return
         cell = self._cells.get(key)
         if cell is None or cell.stopped:
@@ -236,10 +237,10 @@ class KeyedSupervisor(Supervisor):
             self._room.set()
             self._room = None
 
-    async def _after_stop(self, cell: Cell) -> None:
+    async def after_stop(self, cell: Cell) -> None:
         self._forget(cell)
 
-    def _close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
+    def close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
         self.close_cell(cell, exc)
         self._forget(cell)
         self._escalated[cell.key] = None
@@ -253,7 +254,7 @@ class KeyedSupervisor(Supervisor):
             return
         self._forget(cell)
         cell.stopped = True
-        self._counters.passivated += 1
+        self.counters.passivated += 1
         await self.stop_instance(cell, "actor.passivated", reason=reason)
 
     async def _reap_idle(self, idle_timeout: float) -> None:

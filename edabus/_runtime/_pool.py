@@ -66,10 +66,10 @@ class PoolSupervisor(Supervisor):
     def delivers_to(self, msg: Message, key: object) -> bool:  # noqa: ARG002 - pool workers have no key
         return self.size == 1 and type(msg) in self.handlers
 
-    def _window(self, cell: Cell) -> RestartWindow:  # noqa: ARG002 - restarts count pool-wide
+    def restart_window(self, cell: Cell) -> RestartWindow:  # noqa: ARG002 - restarts count pool-wide
         return self._pool_window
 
-    def _reset_window(self, cell: Cell) -> None:  # noqa: ARG002 - restarts count pool-wide
+    def reset_restarts(self, cell: Cell) -> None:  # noqa: ARG002 - restarts count pool-wide
         self._pool_window = RestartWindow(self.policy)
 
     def _enqueue_nowait(self, work: Work) -> bool:
@@ -81,7 +81,7 @@ class PoolSupervisor(Supervisor):
 
     async def _enqueue(self, work: Work) -> None:
         if self._escalated:
-            self.reject(work, ActorEscalated(f"pool {self.name!r} escalated; it takes no messages"))
+            self.failures.reject(work, ActorEscalated(f"pool {self.name!r} escalated; it takes no messages"))
             return
         await self._put(self._queue, work)
         self._grow()
@@ -152,9 +152,9 @@ class PoolSupervisor(Supervisor):
     def reject_queued(self, exc: Exception) -> None:
         """Fail everything waiting in the pool's queue."""
         for work in self._queue.drain():
-            self.reject(work, exc)
+            self.failures.reject(work, exc)
 
-    def _close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
+    def close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
         self._escalated = True
         cell.stopped = True
         self.reject_queued(exc)

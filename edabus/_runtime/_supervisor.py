@@ -17,7 +17,7 @@ import anyio
 import zenoh
 
 from edabus._cluster._route import forward
-from edabus._exceptions import ActorStopped, DecodeError, DefinitionError, MailboxFull, PayloadTooLarge
+from edabus._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionError, MailboxFull, PayloadTooLarge
 from edabus._logging import get_logger
 from edabus._model._message import Message, decode_message, too_large
 from edabus._model._statistics import SupervisorStatistics
@@ -27,10 +27,10 @@ from edabus._transport._replies import reply
 from ._actor import Actor, ActorContext, call_handler, call_hook, group_handlers
 from ._batching import one_reply_per_message
 from ._cell import Cell, Counters, Work
-from ._failures import FailureHandling
+from ._failures import Failures
 from ._hooks import GroupHooks
 from ._mailbox import Mailbox
-from ._policy import RestartPolicy
+from ._policy import RestartPolicy, RestartWindow
 from ._timers import Timers
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ _STOP_TIMEOUT_S = 5.0
 TIMER_ENVELOPE = Envelope("", b"")  # the envelope of a message an actor scheduled to itself
 
 
-class Supervisor(FailureHandling):
+class Supervisor:
     """What every supervisor kind shares; `_keyed` and `_pool` pick the actors."""
 
     kind = "abstract"
@@ -82,14 +82,15 @@ class Supervisor(FailureHandling):
         self.mailbox_size = mailbox_size
         self.overflow = overflow
         self.policy = restart or RestartPolicy()
-        self._counters = Counters()
+        self.counters = Counters()
         self.membership: Membership | None = None  # set by the node; None: this node owns everything
         self.hooks: tuple[GroupHooks, ...] = ()  # the features the group uses (`set_hooks`)
         self._handling: GroupHooks | None = None  # the one hook that handles messages, if any
-        self._bus: Bus | None = None
+        self.bus: Bus | None = None
         self._tg: TaskGroup | None = None
         self._node_id = ""
-        self._log = log
+        self.log = log
+        self.failures = Failures(self)
 
     # -- lifecycle, driven by the node ------------------------------------------------------
 
@@ -98,10 +99,10 @@ class Supervisor(FailureHandling):
         self.membership = membership
         if membership is not None:
             membership.on_change(self.rebalance)
-        self._bus = bus
+        self.bus = bus
         self._tg = tg
         self._node_id = bus.node_id
-        self._log = log.bind(app=self.app, group=self.name, actor=self.actor_cls.__name__, node=bus.node_id)
+        self.log = log.bind(app=self.app, group=self.name, actor=self.actor_cls.__name__, node=bus.node_id)
 
     def set_hooks(self, hooks: Sequence[GroupHooks]) -> None:
         """Give the group its features' hooks (`GroupHooks`), before it takes a message."""
@@ -147,7 +148,7 @@ class Supervisor(FailureHandling):
         activation or a full mailbox needs the awaiting path (`_enqueue`). The
         dispatcher calls this first, saving two coroutines per message.
         """
-        self._counters.received += 1
+        self.counters.received += 1
         spec = self.handlers[message_type]
         membership = self.membership
         shared = membership is not None and len(membership.members) > 1
@@ -163,7 +164,7 @@ class Supervisor(FailureHandling):
                 raise PayloadTooLarge(too_large(message_type, envelope.oversize))
             msg = decode_message(message_type, envelope.payload, envelope.key)
         except DecodeError as exc:
-            self.reject_arrival(envelope, query, exc)
+            self.failures.reject_arrival(envelope, query, exc)
             return None
         if shared and early is None:
             placement = self.placement_key(msg, envelope)
@@ -181,15 +182,15 @@ class Supervisor(FailureHandling):
         node alone, sent by a publisher whose view of the members differs from ours
         (a join or departure on its way): it goes on to the owner in our view.
         """
-        self._counters.not_owned += 1
+        self.counters.not_owned += 1
         if query is not None:
             query.drop()
         elif envelope.routed:
-            error = forward(self._bus, self.app, self.name, envelope, self.membership.owner(placement))  # type: ignore[arg-type, union-attr]
+            error = forward(self.bus, self.app, self.name, envelope, self.membership.owner(placement))  # type: ignore[arg-type, union-attr]
             if error is None:
-                self._counters.forwarded += 1
+                self.counters.forwarded += 1
             else:
-                self.reject_arrival(envelope, None, error)
+                self.failures.reject_arrival(envelope, None, error)
 
     def early_placement_key(self, message_type: type[Message], envelope: Envelope) -> str | None:  # noqa: ARG002
         """The placement key without decoding the payload, when the key or metadata holds it."""
@@ -220,11 +221,11 @@ class Supervisor(FailureHandling):
         if self.overflow == "backpressure":
             await mailbox.put(work)
             return True
-        self._counters.dropped += 1
+        self.counters.dropped += 1
         if self.overflow == "drop_newest":
-            self.reject(work, MailboxFull(f"mailbox of {self.name} full ({mailbox.capacity}): newest dropped"))
+            self.failures.reject(work, MailboxFull(f"mailbox of {self.name} full ({mailbox.capacity}): newest dropped"))
             return False
-        self.reject(
+        self.failures.reject(
             mailbox.get_nowait(), MailboxFull(f"mailbox of {self.name} full ({mailbox.capacity}): oldest dropped")
         )
         mailbox.put_nowait(work)
@@ -239,7 +240,7 @@ class Supervisor(FailureHandling):
 
     def count_timer_message(self) -> None:
         """A timer message is an arrival too (so handled + dead letters still adds up to received)."""
-        self._counters.received += 1
+        self.counters.received += 1
 
     # -- actor instances ---------------------------------------------------------------------
 
@@ -262,25 +263,25 @@ class Supervisor(FailureHandling):
 
     async def start_instance(self, cell: Cell) -> bool:
         """Build and start the cell's actor; on failure its queued messages fail and it stops."""
-        assert self._bus is not None  # noqa: S101 - attach() runs before any message
+        assert self.bus is not None  # noqa: S101 - attach() runs before any message
         assert self._tg is not None  # noqa: S101
         try:
             instance = self.actor_cls(*self._construct_args(cell))
             for hook in self.hooks:
                 hook.on_construct(self, cell, instance)
             instance._edabus_context = ActorContext(  # noqa: SLF001 - the supervisor owns the context
-                self._bus, self.app, self.name, cell.key, self._node_id, self, cell
+                self.bus, self.app, self.name, cell.key, self._node_id, self, cell
             )
             for hook in self.hooks:
                 await hook.on_activate(self, cell, instance)
             await call_hook(instance.on_start)
             cell.before = next(filter(None, (hook.before_handler(instance) for hook in self.hooks)), None)
-        except Exception as exc:  # noqa: BLE001 - a failing constructor fails its messages only
-            self._log.exception("actor.spawn_failed", key=cell.key)
+        except Exception as exc:
+            self.log.exception("actor.spawn_failed", key=cell.key)
             self.close_cell(cell, ActorStopped(f"{self.actor_cls.__name__}({cell.key!r}) failed to start: {exc!r}"))
             return False
         cell.instance = instance
-        self._log.debug("actor.spawned", key=cell.key)
+        self.log.debug("actor.spawned", key=cell.key)
         return True
 
     async def stop_instance(
@@ -300,18 +301,37 @@ class Supervisor(FailureHandling):
         try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_STOP_TIMEOUT_S):
                 await call_hook(instance.on_stop)
-        except Exception:  # noqa: BLE001 - a broken hook must not stop the others
-            self._log.exception("actor.on_stop_failed", key=cell.key)
+        except Exception:
+            self.log.exception("actor.on_stop_failed", key=cell.key)
         for hook in self.hooks:
             with anyio.CancelScope(shield=True):
                 await hook.on_deactivate(self, cell, instance, save=save)
-        self._log.debug(event, key=cell.key, **fields)  # routine: the cause, if any, is logged by who stops it
+        self.log.debug(event, key=cell.key, **fields)  # routine: the cause, if any, is logged by who stops it
+
+    # -- what the kinds do differently when actors fail (`Failures` asks) -------------------
+
+    def restart_window(self, cell: Cell) -> RestartWindow:
+        """Where the cell's restarts are counted (a pool counts them pool-wide)."""
+        if cell.restarts is None:
+            cell.restarts = RestartWindow(self.policy)
+        return cell.restarts
+
+    def reset_restarts(self, cell: Cell) -> None:
+        """Start counting the cell's restarts afresh."""
+        cell.restarts = None
+
+    async def after_stop(self, cell: Cell) -> None:
+        """What the kind does once a cell stopped by directive (keyed: forget it)."""
+
+    def close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
+        """Close a cell whose actor escalated (keyed: remember the key; pool: close the pool)."""
+        self.close_cell(cell, exc)
 
     def close_cell(self, cell: Cell, exc: Exception) -> None:
         """Mark the cell closed and fail what is queued in it."""
         cell.stopped = True
         for work in cell.mailbox.drain():
-            self.reject(work, exc)
+            self.failures.reject(work, exc)
 
     # -- handling ----------------------------------------------------------------------------
 
@@ -326,14 +346,14 @@ class Supervisor(FailureHandling):
         instance = cell.instance
         assert instance is not None  # noqa: S101 - started before any message is handled
         started = time.perf_counter()
-        counters = self._counters
+        counters = self.counters
         query = work.query
         try:
             if cell.before is not None:
                 cell.before()
             result = await call_handler(work.spec, instance, work.msg)
         except Exception as exc:  # noqa: BLE001 - a failing handler meets the policy, not the node
-            return await self.failed(cell, instance, (work,), exc)
+            return await self.failures.failed(cell, instance, (work,), exc)
         else:
             counters.handled += 1
             if query is not None:
@@ -353,7 +373,7 @@ class Supervisor(FailureHandling):
         results = await self.call(cell, instance, works)
         try:
             if isinstance(results, Exception):
-                return await self.failed(cell, instance, works, results)
+                return await self.failures.failed(cell, instance, works, results)
             for work, result in zip(works, results, strict=True):
                 if work.query is not None:
                     reply(work.query, result)
@@ -378,10 +398,10 @@ class Supervisor(FailureHandling):
         except Exception as exc:  # noqa: BLE001 - a failing handler meets the policy, not the node
             return exc
         else:
-            self._counters.handled += len(works)
+            self.counters.handled += len(works)
             return results
         finally:
-            self._counters.handler_seconds += time.perf_counter() - started
+            self.counters.handler_seconds += time.perf_counter() - started
 
     # -- statistics --------------------------------------------------------------------------
 
@@ -400,5 +420,5 @@ class Supervisor(FailureHandling):
             live_actors=live,
             mailbox_depth=depth,
             mailbox_peak=peak,
-            **dataclasses.asdict(self._counters),
+            **dataclasses.asdict(self.counters),
         )
