@@ -21,6 +21,7 @@ of order (refused, so the sender resends from its oldest unacknowledged one).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,12 +60,12 @@ _record_decoder = msgspec.msgpack.Decoder(_Record)
 _encoder = msgspec.msgpack.Encoder()
 
 
-class Verdict:
+class Verdict(enum.Enum):
     """What to do with a numbered arrival."""
 
-    APPLY = 0
-    DUPLICATE = 1
-    GAP = 2
+    APPLY = enum.auto()
+    DUPLICATE = enum.auto()
+    GAP = enum.auto()
 
 
 @dataclass(slots=True)
@@ -171,7 +172,7 @@ class Durability(GroupHooks):
 
     # -- arrivals -----------------------------------------------------------------------------
 
-    def verdict(self, cell: Cell, work: Work) -> int:
+    def verdict(self, cell: Cell, work: Work) -> Verdict:
         """Apply, duplicate or out of order; a message applied is noted in the window."""
         kept = self._of(cell)
         if not self.ordered:
@@ -203,9 +204,9 @@ class Durability(GroupHooks):
         todo = []
         for work in works:
             verdict = self.verdict(cell, work)
-            if verdict == Verdict.APPLY:
+            if verdict is Verdict.APPLY:
                 todo.append(work)
-            elif verdict == Verdict.DUPLICATE:
+            elif verdict is Verdict.DUPLICATE:
                 self.defer(cell, work, None)  # acknowledged again, once what came before is saved
             else:
                 self.refuse_gap(work)

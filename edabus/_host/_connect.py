@@ -24,7 +24,8 @@ log = get_logger(__name__)
 
 @asynccontextmanager
 async def connect(
-    connect: str | Sequence[str] | None = None,
+    endpoint: str | Sequence[str] | None = None,
+    /,
     *,
     listen: str | Sequence[str] | None = None,
     config: str | Path | None = None,
@@ -38,7 +39,8 @@ async def connect(
     """Open a bus; with no arguments, the embedded default (a peer that needs no router).
 
     Args:
-        connect: router endpoint(s), e.g. ``"tcp/127.0.0.1:7447"``; makes this a client.
+        endpoint: router endpoint(s), e.g. ``"tcp/127.0.0.1:7447"``; makes this a client
+            (positional: ``edabus.connect("tcp/127.0.0.1:7447")``).
         listen: endpoint(s) to listen on, so that other peers can connect here.
         config: a Zenoh json5 config file, read first (multicast scouting is forced off).
         mode: ``"peer"``, ``"client"`` or ``"router"``, overriding the default.
@@ -55,7 +57,7 @@ async def connect(
 
     """
     try:
-        session = zenoh.open(make_config(connect=connect, listen=listen, config=config, mode=mode))
+        session = zenoh.open(make_config(connect=endpoint, listen=listen, config=config, mode=mode))
     except zenoh.ZError as exc:
         msg = f"cannot open a Zenoh session ({exc})"
         raise BusClosedError(msg) from exc

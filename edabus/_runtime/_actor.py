@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Actor", "ActorContext", "HandlerSpec", "group_handlers", "handler", "handlers_of", "state_type_of"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_R = TypeVar("_R")
 
 
 DEFAULT_MAX_BATCH = 64
@@ -148,8 +149,12 @@ class Actor:
         """
         await self.context.bus.publish(msg, key=key, backpressure=False)
 
+    @overload
+    async def request(self, msg: Message, *, timeout: float = ..., reply_type: type[_R]) -> _R: ...
+    @overload
+    async def request(self, msg: Message, *, timeout: float = ..., reply_type: None = ...) -> Any: ...
     async def request(self, msg: Message, *, timeout: float = 5.0, reply_type: type[Any] | None = None) -> Any:
-        """Send a request from inside a handler and return the reply.
+        """Send a request from inside a handler and return the reply (typed as ``reply_type``, where given).
 
         A request to this very actor is refused at once (`SelfRequestError`): its
         handler is busy with the current message, so the request would wait out its
