@@ -31,8 +31,9 @@ from ._exceptions import (
     Undeliverable,
     Undelivered,
 )
-from ._host._app import App, GroupSpec
+from ._host._app import App
 from ._host._connect import connect
+from ._host._group import GroupSpec
 from ._host._node import Node
 from ._model._keys import KeyTemplate
 from ._model._message import Message

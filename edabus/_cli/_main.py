@@ -11,8 +11,8 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
@@ -25,6 +25,7 @@ from edabus._host._connect import connect
 from edabus._host._node import Node
 from edabus._logging import configure_logging
 from edabus._model._wire import PREFIX, encode_meta
+from edabus._transport._bus import Bus
 from edabus._transport._config import DEFAULT_ROUTER_ENDPOINT, make_config
 
 from ._args import (
@@ -94,8 +95,9 @@ def _until_signal(command: StoppableCommand) -> Command:
     return run
 
 
-def _bus_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {"connect": args.connect or None, "config": args.config}
+def _open_bus(args: argparse.Namespace) -> AbstractAsyncContextManager[Bus]:
+    """The bus the command line names (``--connect``, ``--config``)."""
+    return connect(args.connect or None, config=args.config)
 
 
 # -- router -----------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ async def _cmd_run(args: argparse.Namespace, stop: anyio.Event) -> int:
 
 
 async def _cmd_publish(args: argparse.Namespace) -> int:
-    async with connect(**_bus_args(args)) as bus:
+    async with _open_bus(args) as bus:
         payload, entry = await prepare(bus, args.key, args.json, args.timeout)
         if entry is not None and entry.reliable:  # at least once: kept and resent until its owner acknowledges it
             await bus.outbox.send(args.key, payload, entry.type, "")
@@ -193,7 +195,7 @@ async def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 async def _cmd_request(args: argparse.Namespace) -> int:
-    async with connect(**_bus_args(args)) as bus:
+    async with _open_bus(args) as bus:
         payload, entry = await prepare(bus, args.key, args.json, args.timeout)
         type_name = entry.type if entry else ""
         try:
@@ -213,7 +215,7 @@ async def _cmd_tail(args: argparse.Namespace, stop: anyio.Event) -> int:
     key_expr = f"{PREFIX}/deadletter/**" if args.dead_letters else (args.key_expr or "**")
     if args.requests and key_expr.startswith(PREFIX):
         raise UsageError(f"--requests watches user keys, not {key_expr!r} (queries there are edabus's own)")
-    async with connect(**_bus_args(args)) as bus:
+    async with _open_bus(args) as bus:
         tap = Tap(bus, key_expr, queries=args.requests)
         entries = bus.router.entries  # the live groups' catalogs, kept current by the bus
         try:
@@ -242,7 +244,7 @@ async def _cmd_tail(args: argparse.Namespace, stop: anyio.Event) -> int:
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:
-    async with connect(**_bus_args(args)) as bus:
+    async with _open_bus(args) as bus:
         status = await gather_status(bus, timeout=args.timeout, actors=args.actors)
     if not status.nodes:
         hint = "" if args.connect or args.config else " (give --connect ENDPOINT to reach a router)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 import zenoh
@@ -23,9 +23,8 @@ from edabus._model._wire import (
 )
 
 if TYPE_CHECKING:
+    from edabus._model._statistics import SupervisorStatistics
     from edabus._runtime._supervisor import Supervisor
-
-    from ._node import Node
 
 __all__ = ["CONTROL_KINDS", "answer_control", "catalog", "validate"]
 
@@ -35,7 +34,24 @@ _validate_decoder = msgspec.msgpack.Decoder(ValidateRequest)
 log = get_logger(__name__)
 
 
-def answer_control(node: Node, kind: str, app: str, query: zenoh.Query) -> None:
+class Answering(Protocol):
+    """What a node's tool answers are read from (a `Node`)."""
+
+    @property
+    def node_id(self) -> str:
+        """The node's id."""
+        ...
+
+    supervisors: dict[tuple[str, str], Supervisor]
+    window: int
+    window_bytes: int
+
+    def statistics(self) -> list[SupervisorStatistics]:
+        """A snapshot of every group's counters."""
+        ...
+
+
+def answer_control(node: Answering, kind: str, app: str, query: zenoh.Query) -> None:
     """Answer one of a node's own queries for ``app`` (on the loop, in the order they came)."""
     node_id = node.node_id
     groups = [sup for sup in node.supervisors.values() if sup.app == app]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import anyio
 import msgspec
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from edabus._runtime._supervisor import Supervisor
     from edabus._transport._bus import Bus
 
-    from ._app import App
+    from ._group import GroupSpec
 
 __all__ = ["Node"]
 
@@ -63,6 +63,20 @@ DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages fi
 # A group inbox holds arrivals (message type, envelope, query) and control items (CONTROL,
 # a callable, None: membership changes), in the order Zenoh delivered them.
 Arrival = tuple[Any, Any, zenoh.Query | None]
+
+
+class Hosted(Protocol):
+    """What a node hosts: an `App` (its name, and its groups' declarations)."""
+
+    @property
+    def name(self) -> str:
+        """The app's name."""
+        ...
+
+    @property
+    def groups(self) -> Sequence[GroupSpec]:
+        """The app's groups, in the order they were declared."""
+        ...
 
 
 class Node:
@@ -87,7 +101,7 @@ class Node:
     def __init__(
         self,
         bus: Bus,
-        apps: Sequence[App],
+        apps: Sequence[Hosted],
         *,
         inbox_size: int = DEFAULT_INBOX_SIZE,
         overflow_limit: int = DEFAULT_OVERFLOW_LIMIT,
