@@ -138,7 +138,7 @@ async def edabus_sink(args: dict[str, Any]) -> None:
     window = int(args.get("window", DEFAULT_WINDOW))
     async with edabus.connect(args["endpoint"]) as bus, edabus.Node(bus, [APP], window=window) as node:
         # The raw token too, so that a raw publisher can feed this sink (a mixed run).
-        token = bus.session.liveliness().declare_token(SINK_TOKEN)
+        token = bus._session.liveliness().declare_token(SINK_TOKEN)
         say_ready()
         last = -1
         while not done.is_set() and tally.total != last:
@@ -196,7 +196,7 @@ async def edabus_server(args: dict[str, Any]) -> None:
     Sink.reset()
     async with edabus.connect(args["endpoint"]) as bus, edabus.Node(bus, [APP]):
         # The raw token too, so that a raw client can time this node (a mixed run).
-        token = bus.session.liveliness().declare_token(SERVER_TOKEN)
+        token = bus._session.liveliness().declare_token(SERVER_TOKEN)
         say_ready()
         await anyio.to_thread.run_sync(wait_stdin_closed)
         token.undeclare()

@@ -35,6 +35,7 @@ from ._host._app import App
 from ._host._connect import connect
 from ._host._group import GroupSpec
 from ._host._node import Node
+from ._model._envelope import Envelope
 from ._model._keys import KeyTemplate
 from ._model._message import Message
 from ._model._statistics import SupervisorStatistics
@@ -42,7 +43,7 @@ from ._model._wire import DeadLetter, Escalation, Meta
 from ._runtime._actor import Actor, ActorContext, handler
 from ._runtime._policy import RestartPolicy
 from ._runtime._timers import Timer
-from ._transport._bus import Bus, Envelope
+from ._transport._bus import Bus
 from ._transport._subscription import Subscription
 
 __all__ = [

@@ -88,7 +88,7 @@ async def test_request_with_no_live_group_fails_fast(bus: edabus.Bus) -> None:
 async def test_request_times_out_when_nobody_answers(bus: edabus.Bus) -> None:
     """A queryable that never replies makes the request raise RequestTimeout."""
     held: list[zenoh.Query] = []
-    queryable = bus.session.declare_queryable("test/bus/*/ping", held.append)
+    queryable = bus._session.declare_queryable("test/bus/*/ping", held.append)
     try:
         with anyio.fail_after(5), pytest.raises(edabus.RequestTimeout):
             await bus.request(Ping(n=2), timeout=0.3)
@@ -100,7 +100,7 @@ async def test_request_times_out_when_nobody_answers(bus: edabus.Bus) -> None:
 
 async def test_liveliness_tokens_are_seen(bus: edabus.Bus) -> None:
     """wait_for_group returns once a member token of the group is alive."""
-    token = bus.session.liveliness().declare_token("@edabus/member/shop/Cart/n1/gpus/0")
+    token = bus._session.liveliness().declare_token("@edabus/member/shop/Cart/n1/gpus/0")
     try:
         with anyio.fail_after(5):
             key = await bus.wait_for_group("shop", "Cart", timeout=5)

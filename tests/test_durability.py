@@ -121,7 +121,7 @@ async def test_the_same_message_id_twice_is_applied_once(bus: edabus.Bus) -> Non
     async with edabus.Node(bus, [vault_app(edabus.MemoryStore())]) as node:
         answers = [
             await anyio.to_thread.run_sync(
-                functools.partial(raw_put, bus.session, "d", sender="outside", seq=seq, base=base)
+                functools.partial(raw_put, bus._session, "d", sender="outside", seq=seq, base=base)
             )
             for seq, base in ((1, 1), (1, 1), (3, 3), (5, 4), (2, 2))
         ]

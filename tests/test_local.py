@@ -48,11 +48,11 @@ async def test_a_local_group_answers_without_zenoh_and_a_remote_one_still_gets_t
     """
     async with edabus.connect(router) as bus, edabus.Node(bus, [app_of(Acker, "acks")]) as node:
         assert await bus.request(Ask(k="a", n=1)) is None  # acknowledged by our own group
-        assert bus.local_routes._remote_now == {"local/*/ask": False}  # no Zenoh query was needed
+        assert bus._local_routes._remote_now == {"local/*/ask": False}  # no Zenoh query was needed
         async with edabus.connect(router) as other, edabus.Node(other, [app_of(Doubler, "doubles")]):
-            await eventually(lambda: bus.local_routes._remote_now["local/*/ask"])  # Zenoh's matching listener
+            await eventually(lambda: bus._local_routes._remote_now["local/*/ask"])  # Zenoh's matching listener
             # Our bus counts the other's replies once it has proven the other's group (docs/security.md).
-            await eventually(lambda: ("doubles", "Doubler") in bus.router.members())
+            await eventually(lambda: ("doubles", "Doubler") in bus._router.members())
             assert await bus.request(Ask(k="a", n=21), reply_type=int) == 42
         acker = node.supervisor("Acker")
         assert acker.statistics().handled == 2  # our group got both requests

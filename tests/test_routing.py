@@ -101,7 +101,7 @@ async def test_each_node_hears_only_the_messages_it_owns_in_order(router: str) -
     """3,000 messages over 60 keys to three nodes: each heard its own only, each key in order on its owner."""
     n = 3_000
     async with cluster(router, tally_app()) as nodes, edabus.connect(router) as publisher:
-        assert publisher.router.plan(Hit) is not None  # it knew the group's members before its first publish
+        assert publisher._router.plan(Hit) is not None  # it knew the group's members before its first publish
         for i in range(n):
             await publisher.publish(Hit(name=f"k{i % KEYS}", n=i))
         await eventually(lambda: handled_total(nodes) == n)
@@ -158,7 +158,7 @@ async def test_a_message_passed_on_too_often_is_dead_lettered_with_the_reason(ro
     ):
         await sender.wait_for_group("routing", "Tally")
         attachment = encode_meta(Meta(type="Hit", id=1, sender="outsider", hops=MAX_HOPS))
-        sender.put(f"{route_prefix('routing', 'Tally', wrong)}/routing/acct/{name}/hit", _hit(name, 1), attachment)
+        sender._put(f"{route_prefix('routing', 'Tally', wrong)}/routing/acct/{name}/hit", _hit(name, 1), attachment)
         with anyio.fail_after(10):
             letter = msgspec.msgpack.decode((await anext(aiter(letters))).payload, type=DeadLetter)
         stats = counters(nodes)
@@ -177,7 +177,7 @@ async def test_two_groups_each_get_their_copy_and_a_subscriber_hears_each_messag
         edabus.connect(router) as watcher,
         watcher.subscribe("routing/acct/*/hit") as heard,
     ):
-        await eventually(lambda: (plan := publisher.router.plan(Hit)) is not None and len(plan) == 2)
+        await eventually(lambda: (plan := publisher._router.plan(Hit)) is not None and len(plan) == 2)
         await watcher.query("@edabus/node/*/*/barrier")  # answered after the router knew our subscribers
         for i in range(n):
             await publisher.publish(Hit(name=f"k{i % KEYS}", n=i))
@@ -196,12 +196,12 @@ async def test_two_groups_each_get_their_copy_and_a_subscriber_hears_each_messag
 async def test_without_routing_or_with_one_member_messages_go_on_the_plain_key(router: str) -> None:
     """``routing=False``, or a group on one node: the plain key, where any raw subscriber hears them."""
     async with cluster(router, tally_app(), nodes=NODES[:1]) as nodes, edabus.connect(router) as publisher:
-        assert publisher.router.plan(Hit) is None  # one member: a plain put reaches it once already
+        assert publisher._router.plan(Hit) is None  # one member: a plain put reaches it once already
     async with (
         cluster(router, tally_app()) as nodes,
         edabus.connect(router, routing=False) as publisher,
     ):
-        assert publisher.router.plan(Hit) is None
+        assert publisher._router.plan(Hit) is None
         for i in range(KEYS):
             await publisher.publish(Hit(name=f"k{i}", n=i))
         await eventually(lambda: handled_total(nodes) == KEYS)
@@ -219,7 +219,7 @@ async def test_a_publisher_follows_a_node_that_joins_and_one_that_leaves(router:
             await eventually(lambda: _handled() == stop)
 
         def members() -> int:
-            plan = publisher.router.plan(Hit)
+            plan = publisher._router.plan(Hit)
             return 0 if plan is None else len(plan[0].prefixes)  # one per member
 
         await send(0, 300)

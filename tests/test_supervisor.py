@@ -183,8 +183,8 @@ async def test_garbage_payload_is_dead_lettered_and_the_actor_keeps_going() -> N
     with capture_logs() as logs:
         async with hosting(counters_app()) as (bus, node), bus.subscribe("@edabus/deadletter/**") as letters:
             await bus.publish(Add(name="g", n=1))
-            bus.put("sup/counter/g/add", b"\xc1 not msgpack")
-            bus.put("sup/counter/g/add", msgspec.msgpack.encode({"n": "many"}))
+            bus._put("sup/counter/g/add", b"\xc1 not msgpack")
+            bus._put("sup/counter/g/add", msgspec.msgpack.encode({"n": "many"}))
             await bus.publish(Add(name="g", n=2))
             total = await bus.request(Get(name="g"), reply_type=Total)
             with anyio.fail_after(5):

@@ -31,10 +31,10 @@ _error_decoder = msgspec.msgpack.Decoder(ErrorReply)
 
 def _hosts(bus: Bus, key: str) -> list[tuple[str, CatalogEntry]]:
     """(node, entry) for each live node of each group whose type takes ``key``, as the bus follows them."""
-    members = bus.router.members()
+    members = bus._router.members()
     return [
         (node, entry)
-        for entry in bus.router.entries()
+        for entry in bus._router.entries()
         if fits(entry, key)
         for node in members.get((entry.app, entry.group), ())
     ]

@@ -184,7 +184,7 @@ async def _cmd_publish(args: argparse.Namespace) -> int:
                 bus.drain_timeout = 0
                 raise
         else:
-            bus.put(args.key, payload, encode_meta(bus.next_meta(entry.type if entry else "")))
+            bus._put(args.key, payload, encode_meta(bus._next_meta(entry.type if entry else "")))
     if entry is None:
         _stderr(
             f"warning: no live group serves {args.key!r} (no live node lists its type); "
@@ -217,7 +217,7 @@ async def _cmd_tail(args: argparse.Namespace, stop: anyio.Event) -> int:
         raise UsageError(f"--requests watches user keys, not {key_expr!r} (queries there are edabus's own)")
     async with _open_bus(args) as bus:
         tap = Tap(bus, key_expr, queries=args.requests)
-        entries = bus.router.entries  # the live groups' catalogs, kept current by the bus
+        entries = bus._router.entries  # the live groups' catalogs, kept current by the bus
         try:
             log.info("tail.started", key_expr=key_expr, requests=args.requests)
             async with anyio.create_task_group() as tg:

@@ -49,7 +49,7 @@ class Tap:
     def __init__(self, bus: Bus, key_expr: str, *, queries: bool, capacity: int = 10_000) -> None:
         self._inbox: Inbox[tuple[str, Envelope]] = Inbox(capacity, name=f"tail {key_expr}")
         self._copies = RoutedCopies()
-        session = bus.session
+        session = bus._session
         self._declared: list[Any] = []
         internal = key_expr.startswith(PREFIX)
         if queries and not internal:

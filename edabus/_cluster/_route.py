@@ -100,7 +100,7 @@ def forward(bus: Bus, app: str, group: str, envelope: Envelope, owner: str) -> B
         )
     attachment = encode_meta(msgspec.structs.replace(meta, hops=meta.hops + 1))
     try:
-        bus.put(f"{route_prefix(app, group, owner)}/{envelope.key}", envelope.payload, attachment)
+        bus._put(f"{route_prefix(app, group, owner)}/{envelope.key}", envelope.payload, attachment)
     except (EdabusError, zenoh.ZError) as exc:
         return exc
     return None

@@ -215,7 +215,7 @@ class Router:
         The history travels ahead of the catalog replies; what comes later is applied
         by `run`, and until a group is complete its types go on their plain keys.
         """
-        session = self._bus.session
+        session = self._bus._session
         self._declared = [
             session.liveliness().declare_subscriber(
                 f"{PREFIX}/member/**", zenoh.handlers.Callback(self._on_token, indirect=False), history=True
@@ -302,7 +302,7 @@ class Router:
     def _ask(self, app: str, node: str) -> None:
         """Ask who answers for ``node`` in ``app``; the answers come back as a change."""
         if not self._bus.closed:
-            ask_identity(self._bus.session, app, node, lambda answers: self._changes.push((app, node, answers)))
+            ask_identity(self._bus._session, app, node, lambda answers: self._changes.push((app, node, answers)))
 
     def _answered(self, app: str, node: str, answers: Answers) -> None:
         """Prove (or renew) ``node`` in every group of ``app`` it holds a token of."""

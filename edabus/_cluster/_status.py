@@ -79,7 +79,7 @@ async def gather_status(bus: Bus, *, timeout: float, actors: bool = False) -> Cl
     actor_replies: list[zenoh.Reply] = []
 
     async def read_tokens() -> None:
-        if not bus.router.enabled:  # a bus that does not follow the tokens itself
+        if not bus._router.enabled:  # a bus that does not follow the tokens itself
             tokens.extend(await bus.live_tokens(member_key("*", "*"), timeout=timeout))
 
     async def read(key: str, into: list[zenoh.Reply]) -> None:
@@ -87,12 +87,12 @@ async def gather_status(bus: Bus, *, timeout: float, actors: bool = False) -> Cl
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_tokens)
-        for app in bus.router.apps():  # per app: a closed bus refuses a question about every app at once
+        for app in bus._router.apps():  # per app: a closed bus refuses a question about every app at once
             tg.start_soon(read, stats_key(app, "*"), replies)
             if actors:
                 tg.start_soon(read, actors_key(app, "*"), actor_replies)
-    if bus.router.enabled:
-        followed = bus.router.members()
+    if bus._router.enabled:
+        followed = bus._router.members()
         members = {f"{app}/{group}": tuple(nodes) for (app, group), nodes in sorted(followed.items()) if nodes}
     else:
         members = _members(tokens)

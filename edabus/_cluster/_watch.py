@@ -74,7 +74,7 @@ class MemberWatch:
     def declare(self) -> Any:
         """Subscribe to the group's member tokens (with the ones alive now)."""
         membership = self._membership
-        return self._bus.session.liveliness().declare_subscriber(
+        return self._bus._session.liveliness().declare_subscriber(
             member_key(membership.app, membership.group),
             zenoh.handlers.Callback(self._on_change, indirect=False),
             history=True,
@@ -110,7 +110,7 @@ class MemberWatch:
         if self._bus.closed or gpus is None:
             return
         ask_identity(
-            self._bus.session,
+            self._bus._session,
             self.app,
             node,
             lambda answers: self._control(functools.partial(self._proved, node, answers)),
@@ -165,7 +165,7 @@ class MemberWatch:
             self._flush()
             self._push((CONTROL, change, None), force=True)
 
-        self._bus.session.get(
+        self._bus._session.get(
             barrier_key(self._membership.app, node),
             zenoh.handlers.Callback(on_reply, on_final, indirect=False),
             target=zenoh.QueryTarget.ALL,
@@ -236,7 +236,7 @@ async def keep_leases(bus: Bus, watches: list[MemberWatch], control: Callable[[C
     while not bus.closed:
         await anyio.sleep(LEASE_INTERVAL)  # a periodic round, not a wait for something to happen
         for app, node in {(watch.app, node) for watch in watches for node in watch.leased()}:
-            ask_identity(bus.session, app, node, functools.partial(renewed, app, node))
+            ask_identity(bus._session, app, node, functools.partial(renewed, app, node))
 
 
 def _renew_all(watches: list[MemberWatch], node: str, answers: Answers) -> None:

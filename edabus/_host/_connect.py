@@ -70,13 +70,13 @@ async def connect(
     )
     try:
         async with anyio.create_task_group() as tg:
-            bus.tg = tg
+            bus._tg = tg
             # Learn the live groups before the first publish: a group's token is declared after
             # its subscribers, and the reply comes after their declarations on the same link.
             # Without routing the groups are followed all the same: credit needs them.
             router = Router(bus)
             router.routing = routing
-            bus.router = router
+            bus._router = router
             await router.start()
             tg.start_soon(router.run)
             log.debug("bus.opened", node=bus.node_id, mode=mode)

@@ -176,12 +176,12 @@ class Node:
         return stats
 
     async def __aenter__(self) -> Self:
-        if self.bus.hosting:
+        if self.bus._hosting:
             msg = "this bus already hosts a node; host every app in one Node"
             raise EdabusError(msg)
         await check_unique(self.bus, self.node_id)  # before anything of ours is declared
         self._heartbeat.start()
-        self.bus.hosting = True
+        self.bus._hosting = True
         self._loop_thread = threading.get_ident()
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -202,7 +202,7 @@ class Node:
                 inbox = self._inboxes[sup] = Inbox(
                     self._inbox_size,
                     overflow_limit=self._overflow_limit,
-                    on_pressure=self.bus.note_pressure,
+                    on_pressure=self.bus._note_pressure,
                     keep_rejected=True,
                     name=f"{sup.app}/{sup.name}",
                 )
@@ -212,11 +212,11 @@ class Node:
             watches = self._watch_members()
             self._declare_routes()
             tg.start_soon(self._serve_control, self._control)
-            self._declared += declare_identities(self.bus.session, self.node_id, self.supervisors)
+            self._declared += declare_identities(self.bus._session, self.node_id, self.supervisors)
             tg.start_soon(keep_leases, self.bus, watches, self._control.push)
             for app, group in self.supervisors:
                 token = member_key(app, group, self.node_id, len(self.gpus))
-                self._tokens.append(self.bus.session.liveliness().declare_token(token))
+                self._tokens.append(self.bus._session.liveliness().declare_token(token))
         except BaseException:
             self._withdraw()
             tg.cancel_scope.cancel()
@@ -241,13 +241,13 @@ class Node:
         which move the lane's queue into the inbox first. So a group sees a put and a
         later request (on any of its types) in the order they were sent.
         """
-        session = self.bus.session
+        session = self.bus._session
         for sup, inbox in self._inboxes.items():
             route = route_prefix(sup.app, sup.name, self.node_id)
             credit = (credit_key(sup.app, sup.name, self.node_id), self._checkpoints[sup])
             self._intakes[sup] = GroupIntake(session, sup.handlers, inbox, self._loop_thread, route, credit=credit)
             for message_type in sup.handlers:
-                self.bus.local_routes.add(message_type, functools.partial(self._deliver_local, sup))
+                self.bus._local_routes.add(message_type, functools.partial(self._deliver_local, sup))
         lanes = [lane for intake in self._intakes.values() for lane in intake.lanes]
         self._puller = Puller(session, lanes, name=f"edabus-ingest:{self.node_id}")
         self._puller.start()
@@ -373,7 +373,7 @@ class Node:
                 for sup in self.supervisors.values():
                     await sup.stop()  # saves what is not saved yet
                 await self._close_stores()
-            self.bus.hosting = False
+            self.bus._hosting = False
             log.info("node.stopped", node=self.node_id)
 
     def _withdraw_tokens(self) -> None:
@@ -387,7 +387,7 @@ class Node:
         self._withdraw_tokens()
         self._heartbeat.stop()
         if not self.bus.closed:
-            self.bus.local_routes.clear()
+            self.bus._local_routes.clear()
         if self._puller is not None:
             self._puller.stop()()
             self._puller = None

@@ -10,8 +10,8 @@ if TYPE_CHECKING:
 
     import zenoh
 
+    from edabus._model._envelope import Envelope
     from edabus._model._message import Message
-    from edabus._transport._bus import Envelope
 
     from ._actor import Actor, HandlerSpec
     from ._mailbox import Mailbox

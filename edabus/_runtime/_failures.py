@@ -19,8 +19,8 @@ from ._letters import publish_dead_letter, publish_escalation
 if TYPE_CHECKING:
     import zenoh
 
+    from edabus._model._envelope import Envelope
     from edabus._transport._bridge import Inbox
-    from edabus._transport._bus import Envelope
 
     from ._actor import Actor
     from ._cell import Cell, Work

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from edabus._cluster._membership import Membership
+    from edabus._model._envelope import Envelope
     from edabus._model._message import Message
-    from edabus._transport._bus import Bus, Envelope
+    from edabus._transport._bus import Bus
 
     from ._actor import Actor
     from ._policy import RestartPolicy

@@ -16,7 +16,8 @@ from edabus._model._wire import (
 )
 
 if TYPE_CHECKING:
-    from edabus._transport._bus import Bus, Envelope
+    from edabus._model._envelope import Envelope
+    from edabus._transport._bus import Bus
 
 __all__ = ["publish_dead_letter", "publish_escalation"]
 
@@ -38,7 +39,7 @@ def publish_dead_letter(bus: Bus, *, app: str, group: str, envelope: Envelope, e
         size=size,
     )
     try:
-        bus.put(dead_letter_key(app, group), encode(letter))
+        bus._put(dead_letter_key(app, group), encode(letter))
     except Exception:
         log.exception("message.dead_letter_failed", key=envelope.key)
 
@@ -55,4 +56,4 @@ def publish_escalation(bus: Bus, *, app: str, group: str, key: str, exc: BaseExc
         restarts=restarts,
         time=time.time(),
     )
-    bus.put(escalation_key(app, group), encode(event))
+    bus._put(escalation_key(app, group), encode(event))

@@ -23,8 +23,8 @@ from ._supervisor import Supervisor
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from edabus._model._envelope import Envelope
     from edabus._model._message import Message
-    from edabus._transport._bus import Envelope
 
     from ._actor import Actor
     from ._policy import RestartPolicy

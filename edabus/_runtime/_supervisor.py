@@ -19,9 +19,9 @@ import zenoh
 from edabus._cluster._route import forward
 from edabus._exceptions import ActorEscalated, ActorStopped, DecodeError, DefinitionError, MailboxFull, PayloadTooLarge
 from edabus._logging import get_logger
+from edabus._model._envelope import Envelope
 from edabus._model._message import Message, decode_message, too_large
 from edabus._model._statistics import SupervisorStatistics
-from edabus._transport._bus import Envelope
 from edabus._transport._replies import reply
 
 from ._actor import Actor, ActorContext, call_handler, call_hook, group_handlers

@@ -20,7 +20,6 @@ import zenoh
 
 from edabus._exceptions import BusClosedError, DecodeError, NoRouteError, RequestTimeout, Undelivered
 from edabus._logging import get_logger
-from edabus._model._envelope import Envelope, envelope_of
 from edabus._model._message import Message, decode_message, encode, key_for, message_type
 from edabus._model._wire import Meta, barrier_key, encode_meta, member_key
 
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 
     from ._credit import Window
 
-__all__ = ["Bus", "Envelope", "envelope_of"]
+__all__ = ["Bus"]
 
 log = get_logger(__name__)
 
@@ -63,14 +62,14 @@ class Bus:
         ack_timeout: float = DEFAULT_ACK_TIMEOUT,
         max_unacked: int = DEFAULT_MAX_UNACKED,
     ) -> None:
-        self.session = session
+        self._session = session
         self.node_id = node_id
         self.drain_timeout = drain_timeout
         self.ack_timeout = ack_timeout
         self.max_unacked = max_unacked
-        self.tg: TaskGroup | None = None  # set by connect(): where the bus's own tasks run
-        self.local_routes = LocalRoutes(session)  # filled by the node this bus hosts
-        self.router: Routing = NoRouting()  # connect() puts the cluster's in place
+        self._tg: TaskGroup | None = None  # set by connect(): where the bus's own tasks run
+        self._local_routes = LocalRoutes(session)  # filled by the node this bus hosts
+        self._router: Routing = NoRouting()  # connect() puts the cluster's in place
         self._outbox: Outbox | None = None
         self._ids = itertools.count(1)
         self._closed = False
@@ -79,7 +78,7 @@ class Bus:
         # Inboxes of the node hosted on this bus that a local put just filled: the publisher
         # (on the loop thread, where a put delivers synchronously) waits for their room.
         self._pressured: set[Inbox[Any]] = set()
-        self.hosting = False
+        self._hosting = False
 
     @property
     def closed(self) -> bool:
@@ -91,7 +90,7 @@ class Bus:
             msg = "the bus is closed"
             raise BusClosedError(msg)
 
-    def next_meta(self, type_name: str, trace: str = "") -> Meta:
+    def _next_meta(self, type_name: str, trace: str = "") -> Meta:
         """Fresh metadata for a message this bus sends."""
         return Meta(type=type_name, id=next(self._ids), sender=self.node_id, trace=trace, sent=time.time())
 
@@ -145,7 +144,7 @@ class Bus:
         """Put ``msg`` where it goes and count it against the windows it uses; or the full window to wait for."""
         plan = None
         windows: Sequence[Window] = ()
-        router = self.router
+        router = self._router
         if key is None:
             key = msg.key()
             plan = router.plan(cls)
@@ -159,12 +158,12 @@ class Bus:
                 if window.full():
                     return window
         payload = encode(msg)
-        attachment = encode_meta(self.next_meta(cls.__edabus_type__, trace))
+        attachment = encode_meta(self._next_meta(cls.__edabus_type__, trace))
         if plan is None:
-            self.put(key, payload, attachment)
+            self._put(key, payload, attachment)
         else:
             for route, node in targets:
-                self.put(route.prefixes[node] + key, payload, attachment)
+                self._put(route.prefixes[node] + key, payload, attachment)
         if windows:
             size = len(payload)
             for window in windows:
@@ -180,7 +179,7 @@ class Bus:
         waits for room; actors publish without it, since an actor waiting on its own
         group could wait forever.
         """
-        self.put(key, payload, encode_meta(self.next_meta(type_name, trace)))
+        self._put(key, payload, encode_meta(self._next_meta(type_name, trace)))
         if self._pressured:
             await self._wait_pressure(backpressure=backpressure)
 
@@ -195,10 +194,10 @@ class Bus:
     def outbox(self) -> Outbox:
         """The reliable messages not acknowledged yet (made on first use)."""
         if self._outbox is None:
-            if self.tg is None:
+            if self._tg is None:
                 msg = "reliable messages need a bus opened with edabus.connect()"
                 raise BusClosedError(msg)
-            self._outbox = Outbox(self, self.tg, ack_timeout=self.ack_timeout, max_unacked=self.max_unacked)
+            self._outbox = Outbox(self, self._tg, ack_timeout=self.ack_timeout, max_unacked=self.max_unacked)
         return self._outbox
 
     async def wait_delivered(self, timeout: float = 30.0) -> None:
@@ -211,19 +210,19 @@ class Bus:
         if self._outbox is not None:
             await self._outbox.wait_delivered(timeout)
 
-    def note_published(self) -> None:
+    def _note_published(self) -> None:
         """Something left this bus that a close must drain."""
         self._published = True
 
-    def note_pressure(self, inbox: Inbox[Any]) -> None:
+    def _note_pressure(self, inbox: Inbox[Any]) -> None:
         """A local put filled ``inbox`` (called by the inbox, on the loop thread)."""
         self._pressured.add(inbox)
 
-    def put(self, key: str, payload: bytes, attachment: bytes | None = None) -> None:
+    def _put(self, key: str, payload: bytes, attachment: bytes | None = None) -> None:
         """The bare put: reliable, congestion control BLOCK. May block while the bus is congested."""
         self._check_open()
         try:
-            self.session.put(key, payload, attachment=attachment, congestion_control=_BLOCK)
+            self._session.put(key, payload, attachment=attachment, congestion_control=_BLOCK)
         except zenoh.ZError as exc:
             # Not `session.is_closed()`: it can deadlock with Zenoh's threads (see Router.close).
             if self._closed or str(exc) == "session closed":
@@ -287,12 +286,13 @@ class Bus:
         """Send raw payload bytes as a request; the reply's payload (None for an ack) and metadata."""
         self._check_open()
         # Where a live edabus group serves the key, only its members' sessions may answer.
-        replies = Replies(is_decisive, trusted=self.router.repliers(key))
-        attachment = encode_meta(self.next_meta(type_name, trace))
+        replies = Replies(is_decisive, trusted=self._router.repliers(key))
+        attachment = encode_meta(self._next_meta(type_name, trace))
         try:
             with anyio.fail_after(timeout + 1.0):
                 # Groups of our own node are asked in-process; Zenoh carries it to the others.
-                remote = await self.local_routes.serve(key, payload, attachment, replies) if self.local_routes else None
+                local = self._local_routes
+                remote = await local.serve(key, payload, attachment, replies) if local else None
                 if remote is False:
                     replies.part_done()  # no other process serves it: no Zenoh query
                 else:
@@ -320,7 +320,7 @@ class Bus:
 
     def _get(self, selector: str, replies: Replies, **options: Any) -> None:
         """A query to every matching queryable, every reply kept (no consolidation)."""
-        self.session.get(
+        self._session.get(
             selector,
             replies.callback(),
             target=zenoh.QueryTarget.ALL,
@@ -334,7 +334,7 @@ class Bus:
         replies = Replies()
         # Zenoh ends a liveliness get by dropping its callback while it holds the
         # session's lock: `Replies.on_final` only schedules a wake-up, never blocks.
-        self.session.liveliness().get(key_expr, replies.callback(), timeout=timeout)
+        self._session.liveliness().get(key_expr, replies.callback(), timeout=timeout)
         await replies.wait()
         return sorted(str(r.ok.key_expr) for r in replies.replies if r.ok is not None)
 
@@ -347,7 +347,7 @@ class Bus:
             if sample.kind == zenoh.SampleKind.PUT:
                 inbox.push(str(sample.key_expr))
 
-        sub = self.session.liveliness().declare_subscriber(
+        sub = self._session.liveliness().declare_subscriber(
             key_expr, zenoh.handlers.Callback(on_change, indirect=False), history=True
         )
         try:
@@ -377,7 +377,7 @@ class Bus:
         """
         self._check_open()
         replies = []
-        for app in self.router.apps():  # per app: a closed bus refuses a question about every app at once
+        for app in self._router.apps():  # per app: a closed bus refuses a question about every app at once
             replies += await self.query(barrier_key(app, "*"), timeout=timeout or self.drain_timeout)
         return all(r.ok is not None for r in replies)
 
@@ -398,8 +398,8 @@ class Bus:
                         log.warning("bus.drain_incomplete", node=self.node_id)
         finally:
             self._closed = True
-            self.router.close()
+            self._router.close()
             for sub in list(self._subscriptions):
                 sub.close()
-            self.session.close()
+            self._session.close()
             log.debug("bus.closed", node=self.node_id)

@@ -171,7 +171,7 @@ class Window:
                 wake(functools.partial(settle, _RETRY if time.monotonic() >= held_until else _GONE))
 
         try:
-            bus.session.get(
+            bus._session.get(
                 self.key,
                 zenoh.handlers.Callback(on_reply, on_final, indirect=False),
                 # Every reply as it comes, none merged: a stranger's reply could stand in for the node's.

@@ -171,12 +171,12 @@ class Outbox:
         if bus.closed:
             return
         entry.attempt += 1
-        meta = bus.next_meta(entry.type_name, entry.trace)
+        meta = bus._next_meta(entry.type_name, entry.trace)
         meta = Meta(meta.type, meta.id, meta.sender, meta.trace, meta.sent, entry.seq, next(iter(lane.pending)))
         outcome = functools.partial(self._settled, lane, entry.seq, entry.attempt)
         done = False
         wake = self._waker
-        trusted = bus.router.repliers(lane.key)  # where a group serves the key, only its members acknowledge
+        trusted = bus._router.repliers(lane.key)  # where a group serves the key, only its members acknowledge
 
         def on_reply(reply: zenoh.Reply) -> None:  # Zenoh's thread
             nonlocal done
@@ -199,7 +199,7 @@ class Outbox:
                 wake(functools.partial(outcome, _RETRY, "no owner acknowledged"))
 
         try:
-            bus.session.get(
+            bus._session.get(
                 lane.key,
                 zenoh.handlers.Callback(on_reply, on_final, indirect=False),
                 target=zenoh.QueryTarget.ALL,
@@ -211,7 +211,7 @@ class Outbox:
         except zenoh.ZError as exc:  # the session is closing, or the link is down: try again later
             self._settled(lane, entry.seq, entry.attempt, _RETRY, repr(exc))
         else:
-            bus.note_published()
+            bus._note_published()
 
     def _settled(self, lane: _Lane, seq: int, attempt: int, kind: int, error: str) -> None:
         """An attempt's outcome, on the loop thread."""

@@ -55,7 +55,7 @@ class Subscription:
         # Never makes Zenoh wait; past its overflow limit it refuses, counted and logged.
         self._inbox: Inbox[Envelope] = Inbox(capacity, name=f"subscription {key_expr}")
         self._pending: list[Envelope] = []
-        session = bus.session
+        session = bus._session
         self._sub: zenoh.Subscriber[None] | None = session.declare_subscriber(
             key_expr, zenoh.handlers.Callback(self._on_sample, indirect=False)
         )

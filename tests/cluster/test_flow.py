@@ -218,7 +218,7 @@ async def test_a_publisher_out_of_credit_waits_then_times_out_and_resumes(router
     ):
         await bus.wait_for_group("held", timeout=10)
         with anyio.fail_after(10):
-            while not bus.router.windows(Tick):  # noqa: ASYNC110 - the catalog comes by itself
+            while not bus._router.windows(Tick):  # noqa: ASYNC110 - the catalog comes by itself
                 await anyio.sleep(0.01)
         sent = 0
 
@@ -308,7 +308,7 @@ async def test_a_stranger_answering_credit_checkpoints_lifts_no_flow_control(
         ):
             await bus.wait_for_group("held", timeout=10)
             with anyio.fail_after(10):
-                while not bus.router.windows(Tick):  # noqa: ASYNC110 - the catalog comes by itself
+                while not bus._router.windows(Tick):  # noqa: ASYNC110 - the catalog comes by itself
                     await anyio.sleep(0.01)
             sent = 0
 

@@ -96,7 +96,7 @@ class Applications:
         self.events: list[Applied] = []
         self.by_seq: dict[int, list[str]] = defaultdict(list)
         self.by_node: dict[str, int] = defaultdict(int)
-        self._sub = bus.session.declare_subscriber("ledger/*/applied", self._on_sample)
+        self._sub = bus._session.declare_subscriber("ledger/*/applied", self._on_sample)
 
     def _on_sample(self, sample: zenoh.Sample) -> None:
         event = Applied.from_bytes(sample.payload.to_bytes(), str(sample.key_expr))

@@ -142,20 +142,20 @@ async def test_a_node_paused_past_its_lease_serves_no_stale_state_when_it_resume
     await eventually(lambda: _logged(v1, "node.members_changed", joined=["v2"]) == 1, timeout=WAIT_S)
     name = next(f"k{i}" for i in range(100) if rendezvous_owner(("v1", "v2"), f"k{i}") == "v2")
     async with edabus.connect(router) as bus:
-        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
+        await eventually(lambda: bus._router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
         await bus.publish(Add(name=name, amount=5))
         assert await bus.request(Read(name=name), reply_type=Total) == Total(5, 1)
         v2.proc.send_signal(signal.SIGSTOP)
         try:
             # v1 and this publisher both take v2 as gone: the next Add goes to v1 alone.
             await eventually(lambda: _logged(v1, "node.member_lost", member="v2") == 1, timeout=WAIT_S)
-            await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1"], timeout=WAIT_S)
+            await eventually(lambda: bus._router.members().get(("tally", "Tally")) == ["v1"], timeout=WAIT_S)
             await bus.publish(Add(name=name, amount=7))  # v1 loads 5 from the store, saves 12
             assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
         finally:
             v2.proc.send_signal(signal.SIGCONT)
         await eventually(lambda: _logged(v1, "node.members_changed", joined=["v2"]) == 2, timeout=WAIT_S)
-        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
+        await eventually(lambda: bus._router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
         for _ in range(5):
             assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
         actors = await live_actors(bus)
@@ -176,7 +176,7 @@ async def test_a_forged_reply_is_not_taken_for_the_group_s(router: str, clusters
         try:
             async with edabus.connect(router) as bus:
                 with anyio.fail_after(WAIT_S):
-                    while not bus.router.repliers("bank/account/acct0/balance"):  # noqa: ASYNC110 - the bus's view
+                    while not bus._router.repliers("bank/account/acct0/balance"):  # noqa: ASYNC110 - the bus's view
                         await anyio.sleep(0.01)
                 assert await deposit_everywhere(bus) == {f"acct{i}": 1 for i in range(ACCOUNTS)}
         finally:
@@ -202,17 +202,17 @@ async def test_a_node_cut_off_from_the_bus_serves_no_stale_state_when_it_comes_b
     await eventually(lambda: _logged(v1, "node.members_changed", joined=["v2"]) == 1, timeout=WAIT_S)
     name = next(f"k{i}" for i in range(100) if rendezvous_owner(("v1", "v2"), f"k{i}") == "v2")
     async with edabus.connect(router) as bus:
-        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
+        await eventually(lambda: bus._router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
         await bus.publish(Add(name=name, amount=5))
         assert await bus.request(Read(name=name), reply_type=Total) == Total(5, 1)
         edge.kill()  # v2 is cut off; v1 and this bus see it go at once
-        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1"], timeout=WAIT_S)
+        await eventually(lambda: bus._router.members().get(("tally", "Tally")) == ["v1"], timeout=WAIT_S)
         await eventually(lambda: _logged(v1, "node.members_changed", left=["v2"]) == 1, timeout=WAIT_S)
         await bus.publish(Add(name=name, amount=7))  # v1 loads 5 from the store, saves 12
         assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
         edge.start(connect=router)  # v2 comes back on the bus
         await eventually(lambda: _logged(v1, "node.members_changed", joined=["v2"]) == 2, timeout=WAIT_S)
-        await eventually(lambda: bus.router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
+        await eventually(lambda: bus._router.members().get(("tally", "Tally")) == ["v1", "v2"], timeout=WAIT_S)
         await eventually(lambda: _logged(v2, "node.members_changed", joined=["v1"]) >= 1, timeout=WAIT_S)
         for _ in range(5):
             assert await bus.request(Read(name=name), reply_type=Total) == Total(12, 2)
@@ -228,7 +228,7 @@ async def _asked(bus: edabus.Bus, node: str) -> Answers:
         got.update(answers)
         done.set()
 
-    ask_identity(bus.session, "bank", node, finish)
+    ask_identity(bus._session, "bank", node, finish)
     assert await anyio.to_thread.run_sync(done.wait, WAIT_S)
     return got
 
@@ -261,7 +261,7 @@ async def test_hostile_identity_answers_prove_nothing_and_end_nothing(router: st
                     for _ in range(20):
                         assert len(await _asked(bus, "n1")) == 1  # n1's own answer, every time
                     members = ["n1", "n2"]
-                    await eventually(lambda: bus.router.members().get(("bank", "Account")) == members, timeout=WAIT_S)
+                    await eventually(lambda: bus._router.members().get(("bank", "Account")) == members, timeout=WAIT_S)
                     assert await deposit_everywhere(bus) == {f"acct{i}": 1 for i in range(ACCOUNTS)}
         finally:
             answering.undeclare()
