@@ -181,7 +181,16 @@ class Router:
             self._waker = Waker()  # made on the loop, where the windows are settled
         lease = self._leases.get((app, group))
         session = None if lease is None else lease.sessions.get(node)
-        return Window(self._bus, self._waker, credit_key(app, group, node), limit, limit_bytes, session=session)
+        bus = self._bus
+        return Window(
+            bus._session,
+            self._waker,
+            credit_key(app, group, node),
+            limit=limit,
+            limit_bytes=limit_bytes,
+            trusted=session,
+            stopped=lambda: bus.closed,
+        )
 
     def _plan(self, cls: type[Message]) -> tuple[GroupRoute, ...] | None:
         template = cls.__edabus_key__

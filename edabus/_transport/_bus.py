@@ -197,7 +197,16 @@ class Bus:
             if self._tg is None:
                 msg = "reliable messages need a bus opened with edabus.connect()"
                 raise BusClosedError(msg)
-            self._outbox = Outbox(self, self._tg, ack_timeout=self.ack_timeout, max_unacked=self.max_unacked)
+            self._outbox = Outbox(
+                self._session,
+                self._tg,
+                meta=self._next_meta,
+                trusted=lambda key: self._router.repliers(key),  # noqa: PLW0108 - the router in place when asked
+                sent=self._note_published,
+                stopped=lambda: self._closed,
+                ack_timeout=self.ack_timeout,
+                max_unacked=self.max_unacked,
+            )
         return self._outbox
 
     async def wait_delivered(self, timeout: float = 30.0) -> None:
@@ -364,7 +373,7 @@ class Bus:
     def subscribe(self, key_expr: str, *, capacity: int = 10_000) -> Subscription:
         """Subscribe to a key expression; use as ``async with bus.subscribe(k) as sub: async for e in sub``."""
         self._check_open()
-        sub = Subscription(self, key_expr, capacity)
+        sub = Subscription(self._session, key_expr, capacity, self._subscriptions.discard)
         self._subscriptions.add(sub)
         return sub
 

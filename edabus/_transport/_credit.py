@@ -38,6 +38,7 @@ import functools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -52,7 +53,6 @@ from ._replies import session_of
 
 if TYPE_CHECKING:
     from ._bridge import Inbox
-    from ._bus import Bus
 
 __all__ = [
     "CHECKPOINT_TIMEOUT",
@@ -81,9 +81,10 @@ class Window:
     """What one bus sent to one group on one node, and how much of it the node has taken in."""
 
     __slots__ = (
-        "_bus",
         "_room",
         "_session",
+        "_stopped",
+        "_trusted",
         "_waker",
         "acked",
         "acked_bytes",
@@ -100,11 +101,22 @@ class Window:
         "waits",
     )
 
-    def __init__(self, bus: Bus, waker: Waker, key: str, limit: int, limit_bytes: int, *, session: str | None) -> None:
-        self._bus = bus
+    def __init__(
+        self,
+        session: zenoh.Session,
+        waker: Waker,
+        key: str,
+        *,
+        limit: int,
+        limit_bytes: int,
+        trusted: str | None,
+        stopped: Callable[[], bool],
+    ) -> None:
+        self._session = session  # the bus's, which asks the checkpoints
+        self._stopped = stopped  # whether the bus closed
         self._waker = waker
         self.key = key  # the node's checkpoint queryable for the group
-        self._session = session  # the Zenoh session that proved the node: only its answers count
+        self._trusted = trusted  # the Zenoh session that proved the node: only its answers count
         self.limit = limit
         self.limit_bytes = limit_bytes
         self.sent = self.sent_bytes = 0
@@ -145,14 +157,13 @@ class Window:
 
     def checkpoint(self) -> None:
         """Ask the node to answer once it has taken in everything sent so far."""
-        bus = self._bus
-        if bus.closed or self.closed:
+        if self._stopped() or self.closed:
             return
         self.marked, self.marked_bytes = self.sent, self.sent_bytes
         self.checkpoints += 1
         settle = functools.partial(self._settled, self.sent, self.sent_bytes)
         wake = self._waker
-        trusted = self._session
+        trusted = self._trusted
         answered = False
         timeout = CHECKPOINT_TIMEOUT
         held_until = time.monotonic() + timeout * _HELD
@@ -171,7 +182,7 @@ class Window:
                 wake(functools.partial(settle, _RETRY if time.monotonic() >= held_until else _GONE))
 
         try:
-            bus._session.get(
+            self._session.get(
                 self.key,
                 zenoh.handlers.Callback(on_reply, on_final, indirect=False),
                 # Every reply as it comes, none merged: a stranger's reply could stand in for the node's.

@@ -21,6 +21,7 @@ import heapq
 import itertools
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,6 @@ from ._replies import session_of
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-    from ._bus import Bus
 
 __all__ = ["DEFAULT_ACK_TIMEOUT", "DEFAULT_MAX_UNACKED", "RETRYABLE", "Outbox"]
 
@@ -91,13 +91,28 @@ class Outbox:
 
     def __init__(
         self,
-        bus: Bus,
+        session: zenoh.Session,
         tg: TaskGroup,
         *,
+        meta: Callable[[str, str], Meta],
+        trusted: Callable[[str], frozenset[str] | None],
+        sent: Callable[[], None],
+        stopped: Callable[[], bool],
         ack_timeout: float = DEFAULT_ACK_TIMEOUT,
         max_unacked: int = DEFAULT_MAX_UNACKED,
     ) -> None:
-        self._bus = bus
+        """Made by its bus, from the parts of it the outbox uses.
+
+        ``session`` and ``tg`` are the bus's; ``meta`` gives the next message's metadata;
+        ``trusted`` the sessions that may acknowledge on a key (None: anyone); ``sent``
+        notes that something left that a close must drain; ``stopped`` says whether
+        the bus closed.
+        """
+        self._session = session
+        self._meta = meta
+        self._trusted = trusted
+        self._sent = sent
+        self._stopped = stopped
         self._tg = tg
         self.ack_timeout = ack_timeout
         self.max_unacked = max_unacked
@@ -167,16 +182,15 @@ class Outbox:
 
     def _transmit(self, lane: _Lane, entry: _Entry) -> None:
         """One attempt: a query to the owner; its outcome comes back on the loop thread."""
-        bus = self._bus
-        if bus.closed:
+        if self._stopped():
             return
         entry.attempt += 1
-        meta = bus._next_meta(entry.type_name, entry.trace)
+        meta = self._meta(entry.type_name, entry.trace)
         meta = Meta(meta.type, meta.id, meta.sender, meta.trace, meta.sent, entry.seq, next(iter(lane.pending)))
         outcome = functools.partial(self._settled, lane, entry.seq, entry.attempt)
         done = False
         wake = self._waker
-        trusted = bus._router.repliers(lane.key)  # where a group serves the key, only its members acknowledge
+        trusted = self._trusted(lane.key)  # where a group serves the key, only its members acknowledge
 
         def on_reply(reply: zenoh.Reply) -> None:  # Zenoh's thread
             nonlocal done
@@ -199,7 +213,7 @@ class Outbox:
                 wake(functools.partial(outcome, _RETRY, "no owner acknowledged"))
 
         try:
-            bus._session.get(
+            self._session.get(
                 lane.key,
                 zenoh.handlers.Callback(on_reply, on_final, indirect=False),
                 target=zenoh.QueryTarget.ALL,
@@ -211,7 +225,7 @@ class Outbox:
         except zenoh.ZError as exc:  # the session is closing, or the link is down: try again later
             self._settled(lane, entry.seq, entry.attempt, _RETRY, repr(exc))
         else:
-            bus._note_published()
+            self._sent()
 
     def _settled(self, lane: _Lane, seq: int, attempt: int, kind: int, error: str) -> None:
         """An attempt's outcome, on the loop thread."""

@@ -13,7 +13,7 @@ from edabus._model._wire import PREFIX, route_prefix
 from ._bridge import Inbox
 
 if TYPE_CHECKING:
-    from ._bus import Bus
+    from collections.abc import Callable
 
 __all__ = ["RoutedCopies", "Subscription"]
 
@@ -49,13 +49,14 @@ class RoutedCopies:
 class Subscription:
     """Messages on a key expression, as an async iterator of `Envelope` batches or items."""
 
-    def __init__(self, bus: Bus, key_expr: str, capacity: int) -> None:
+    def __init__(
+        self, session: zenoh.Session, key_expr: str, capacity: int, on_close: Callable[[Subscription], None]
+    ) -> None:
         self.key_expr = key_expr
-        self._bus = bus
+        self._on_close = on_close  # the bus stops tracking it
         # Never makes Zenoh wait; past its overflow limit it refuses, counted and logged.
         self._inbox: Inbox[Envelope] = Inbox(capacity, name=f"subscription {key_expr}")
         self._pending: list[Envelope] = []
-        session = bus._session
         self._sub: zenoh.Subscriber[None] | None = session.declare_subscriber(
             key_expr, zenoh.handlers.Callback(self._on_sample, indirect=False)
         )
@@ -104,7 +105,7 @@ class Subscription:
                 self._routed.undeclare()
                 self._routed = None
             self._inbox.close()
-            self._bus._subscriptions.discard(self)  # noqa: SLF001 - the bus tracks what it must close
+            self._on_close(self)
 
     async def __aenter__(self) -> Self:
         return self
