@@ -11,6 +11,8 @@ import json
 import resource
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -206,8 +208,9 @@ class Held(edabus.Actor):
         Held.handled += 1
 
 
-async def test_a_publisher_out_of_credit_waits_then_times_out_and_resumes(router: str) -> None:
-    """A stuck group withholds credit: publish waits, then raises PublishTimeout (not sent); it resumes after."""
+@asynccontextmanager
+async def held_group(router: str) -> AsyncIterator[tuple[edabus.Node, edabus.Bus]]:
+    """A `Held` group behind a 10-message window on a node, and a publisher that knows its credit."""
     Held.gate, Held.handled = anyio.Event(), 0
     app = edabus.App("held")
     app.keyed(Held, key="sink", mailbox_size=1)
@@ -220,16 +223,28 @@ async def test_a_publisher_out_of_credit_waits_then_times_out_and_resumes(router
         with anyio.fail_after(10):
             while not bus._router.windows(Tick):  # noqa: ASYNC110 - the catalog comes by itself
                 await anyio.sleep(0.01)
-        sent = 0
+        yield node, bus
 
-        async def publish_until_refused() -> None:
-            nonlocal sent
-            for n in range(100):
-                await bus.publish(Tick(sink="s", n=n), timeout=0.5)
-                sent += 1
 
-        with pytest.raises(edabus.PublishTimeout, match=r"Tick not sent: no credit from held/Held/"):
-            await publish_until_refused()
+async def publish_until_refused(bus: edabus.Bus, timeout: float) -> int:
+    """Publish ticks until one gets no credit within ``timeout``; how many went out (at most 100)."""
+    sent = 0
+
+    async def publish() -> None:
+        nonlocal sent
+        for n in range(100):
+            await bus.publish(Tick(sink="s", n=n), timeout=timeout)
+            sent += 1
+
+    with pytest.raises(edabus.PublishTimeout, match=r"Tick not sent: no credit from held/Held/"):
+        await publish()
+    return sent
+
+
+async def test_a_publisher_out_of_credit_waits_then_times_out_and_resumes(router: str) -> None:
+    """A stuck group withholds credit: publish waits, then raises PublishTimeout (not sent); it resumes after."""
+    async with held_group(router) as (node, bus):
+        sent = await publish_until_refused(bus, timeout=0.5)
         assert 10 <= sent < 100  # a window's worth went out before the wait
         Held.gate.set()
         for n in range(sent, sent + 50):
@@ -289,9 +304,6 @@ async def test_a_stranger_answering_credit_checkpoints_lifts_no_flow_control(
     timeout, shortened here, and then hands it over as the answer.)
     """
     monkeypatch.setattr(edabus._transport._credit, "CHECKPOINT_TIMEOUT", 0.5)
-    Held.gate, Held.handled = anyio.Event(), 0
-    app = edabus.App("held")
-    app.keyed(Held, key="sink", mailbox_size=1)
     answered = 0
 
     def answer(query: zenoh.Query) -> None:  # the stranger: "all taken in"
@@ -301,25 +313,8 @@ async def test_a_stranger_answering_credit_checkpoints_lifts_no_flow_control(
 
     with zenoh.open(client_config(router)) as stranger:
         stranger.declare_queryable("@edabus/credit/**", answer)
-        async with (
-            edabus.connect(router) as node_bus,
-            edabus.Node(node_bus, [app], window=10, inbox_size=5),
-            edabus.connect(router) as bus,
-        ):
-            await bus.wait_for_group("held", timeout=10)
-            with anyio.fail_after(10):
-                while not bus._router.windows(Tick):  # noqa: ASYNC110 - the catalog comes by itself
-                    await anyio.sleep(0.01)
-            sent = 0
-
-            async def publish_until_refused() -> None:
-                nonlocal sent
-                for n in range(100):
-                    await bus.publish(Tick(sink="s", n=n), timeout=3)
-                    sent += 1
-
-            with pytest.raises(edabus.PublishTimeout, match=r"Tick not sent: no credit"):
-                await publish_until_refused()
+        async with held_group(router) as (_, bus):
+            sent = await publish_until_refused(bus, timeout=3)
             assert 10 <= sent <= 30  # what the node itself frees (15-20 here); the stranger would free all 100
             assert answered > 0  # the stranger did answer
             Held.gate.set()
