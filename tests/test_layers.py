@@ -13,7 +13,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_the_layers_import_only_downward(capsys: pytest.CaptureFixture[str]) -> None:
-    """The contract in pyproject.toml: no package imports one above it, not even for the type checker."""
+    """pyproject.toml's contracts: imports only downward, and in no circle, even for the type checker."""
     status = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
     assert status == 0, capsys.readouterr().out
 

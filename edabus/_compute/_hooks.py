@@ -23,6 +23,7 @@ from ._workers import ComputeWorker
 if TYPE_CHECKING:
     from edabus._runtime._actor import Actor
     from edabus._runtime._cell import Cell
+    from edabus._runtime._hooks import Group
     from edabus._runtime._supervisor import Supervisor
 
 __all__ = ["ComputeHooks", "gpus_first"]
@@ -40,7 +41,7 @@ class ComputeHooks(GroupHooks):
         self.on_cpu = False  # the fallback happened
         self._spawned = 0
 
-    def on_construct(self, sup: Supervisor, cell: Cell, instance: Actor) -> None:  # noqa: ARG002 - the hook's signature
+    def on_construct(self, sup: Group, cell: Cell, instance: Actor) -> None:  # noqa: ARG002 - the hook's signature
         """Tell a new worker where to compute: numpy after a fallback, else its share of the GPUs."""
         if not isinstance(instance, ComputeWorker):
             return
@@ -54,7 +55,7 @@ class ComputeHooks(GroupHooks):
         """A GPU worker's device and stream, made current before each handler call."""
         return instance.activate if isinstance(instance, ComputeWorker) and instance.on_gpu else None
 
-    def on_exhausted(self, sup: Supervisor, cell: Cell, exc: Exception) -> bool:
+    def on_exhausted(self, sup: Group, cell: Cell, exc: Exception) -> bool:
         """A physics engine's move: the GPU keeps failing, so compute on the CPU instead (once)."""
         if not self.cpu_fallback or self.on_cpu:
             return False

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from edabus._runtime._actor import Actor
     from edabus._runtime._cell import Cell, Work
-    from edabus._runtime._supervisor import Supervisor
+    from edabus._runtime._hooks import Group
 
     from ._store import StateStore
 
@@ -136,11 +136,11 @@ class Durability(GroupHooks):
 
     # -- activation ---------------------------------------------------------------------------
 
-    async def on_activate(self, sup: Supervisor, cell: Cell, instance: Actor) -> None:
+    async def on_activate(self, sup: Group, cell: Cell, instance: Actor) -> None:
         """Load the new instance's state."""
         await self.load(cell, instance, sup.state_key(cell))
 
-    async def on_deactivate(self, sup: Supervisor, cell: Cell, instance: Actor, *, save: bool) -> None:
+    async def on_deactivate(self, sup: Group, cell: Cell, instance: Actor, *, save: bool) -> None:
         """Save what changed (unless it stopped after a failure); the replies that still wait get their answer."""
         if save and self.needs_save(cell, instance):
             await self.save(cell, sup.state_key(cell))
@@ -229,7 +229,7 @@ class Durability(GroupHooks):
 
     # -- handling -----------------------------------------------------------------------------
 
-    async def handle(self, sup: Supervisor, cell: Cell, works: list[Work]) -> bool:
+    async def handle(self, sup: Group, cell: Cell, works: list[Work]) -> bool:
         """The group's `handle` for these actors: drop duplicates, run, save, then reply.
 
         False when the cell takes no more messages (a failure stopped it, or a save failed).
@@ -249,7 +249,7 @@ class Durability(GroupHooks):
                 self.defer(cell, work, result)
         return await self._save_due(sup, cell, instance)
 
-    async def _save_due(self, sup: Supervisor, cell: Cell, instance: Actor) -> bool:
+    async def _save_due(self, sup: Group, cell: Cell, instance: Actor) -> bool:
         """Save when due and answer what waited; a failed save stops the instance (reloaded next time)."""
         if not self.needs_save(cell, instance):
             self.answer(cell, None)  # nothing unsaved: the replies can go now

@@ -1,38 +1,99 @@
 """What a group does when a handler raises (restart policy, escalation), and dead letters.
 
 One `Failures` per supervisor, which it holds: it uses the supervisor's policy,
-counters, log and instance lifecycle, and asks the supervisor's kind what
-differs (where restarts are counted, what a stopped or escalated actor leaves).
+counters, log and instance lifecycle (`Owner`), and asks the supervisor's kind
+what differs (where restarts are counted, what a stopped or escalated actor leaves).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edabus._exceptions import ActorEscalated, ActorStopped, InboxOverflow
 from edabus._transport._replies import reply_error
 
 from ._actor import call_hook
+from ._hooks import Group, GroupHooks
 from ._letters import publish_dead_letter, publish_escalation
 
 if TYPE_CHECKING:
     import zenoh
 
+    from edabus._logging import Logger
     from edabus._model._envelope import Envelope
     from edabus._transport._bridge import Inbox
+    from edabus._transport._bus import Bus
 
     from ._actor import Actor
-    from ._cell import Cell, Work
-    from ._supervisor import Supervisor
+    from ._cell import Cell, Counters, Work
+    from ._policy import RestartPolicy, RestartWindow
 
-__all__ = ["Failures"]
+__all__ = ["Failures", "Owner"]
+
+
+class Owner(Group, Protocol):
+    """What `Failures` uses of the supervisor that holds it."""
+
+    @property
+    def kind(self) -> str:
+        """The group's kind (keyed, singleton, pool)."""
+        ...
+
+    @property
+    def policy(self) -> RestartPolicy:
+        """The group's restart policy."""
+        ...
+
+    @property
+    def hooks(self) -> tuple[GroupHooks, ...]:
+        """The group's features' hooks."""
+        ...
+
+    @property
+    def counters(self) -> Counters:
+        """The group's running totals."""
+        ...
+
+    @property
+    def log(self) -> Logger:
+        """The group's logger, bound to its names."""
+        ...
+
+    @property
+    def bus(self) -> Bus | None:
+        """The bus the group is attached to (None before)."""
+        ...
+
+    async def start_instance(self, cell: Cell) -> bool:
+        """Build and start the cell's actor."""
+        ...
+
+    def close_cell(self, cell: Cell, exc: Exception) -> None:
+        """Mark the cell closed and fail what is queued in it."""
+        ...
+
+    def restart_window(self, cell: Cell) -> RestartWindow:
+        """Where the cell's restarts are counted."""
+        ...
+
+    def reset_restarts(self, cell: Cell) -> None:
+        """Start counting the cell's restarts afresh."""
+        ...
+
+    async def after_stop(self, cell: Cell) -> None:
+        """What the kind does once a cell stopped by directive."""
+        ...
+
+    def close_escalated(self, cell: Cell, exc: ActorEscalated) -> None:
+        """Close a cell whose actor escalated."""
+        ...
 
 
 class Failures:
     """What one group does when a handler raises, and with what no actor will handle."""
 
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Owner) -> None:
         self._sup = sup
 
     async def failed(self, cell: Cell, instance: Actor, works: Sequence[Work], exc: Exception) -> bool:

@@ -16,21 +16,68 @@ them, in their order, at fixed points of each activation:
    a hook that returns True took the failure over, and the actor restarts with
    a fresh restart window.
 
-A hook keeps what it needs per activation in ``cell.data[hook]``.
+A hook keeps what it needs per activation in ``cell.data[hook]``, and sees its
+group through `Group`: what a feature may use of a supervisor.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._actor import Actor
     from ._cell import Cell, Work
-    from ._supervisor import Supervisor
 
-__all__ = ["GroupHooks"]
+__all__ = ["Failing", "Group", "GroupHooks"]
+
+
+class Failing(Protocol):
+    """The failure handling of a group (`Failures`), as a hook may call it."""
+
+    async def failed(self, cell: Cell, instance: Actor, works: Sequence[Work], exc: Exception) -> bool:
+        """A handler raised: answer or dead-letter ``works``, then apply the policy; False if the cell stops."""
+        ...
+
+
+class Group(Protocol):
+    """What a feature's hooks may use of their group's supervisor."""
+
+    @property
+    def app(self) -> str:
+        """The app's name."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The group's name."""
+        ...
+
+    @property
+    def actor_cls(self) -> type[Actor]:
+        """The group's actor class."""
+        ...
+
+    @property
+    def failures(self) -> Failing:
+        """What the group does when a handler raises."""
+        ...
+
+    def state_key(self, cell: Cell) -> str:
+        """The key the cell's state is stored under."""
+        ...
+
+    async def call(self, cell: Cell, instance: Actor, works: list[Work]) -> list[Any] | Exception:
+        """Call the handler of ``works`` (a batch handler with all of them): its replies, or its error."""
+        ...
+
+    async def stop_instance(
+        self, cell: Cell, event: str = "actor.stopped", *, save: bool = True, **fields: object
+    ) -> None:
+        """Stop the cell's actor (``save``: save what changed; else drop it)."""
+        ...
 
 
 class GroupHooks:
@@ -38,23 +85,23 @@ class GroupHooks:
 
     handles = False  # True: `handle` runs each message or batch in place of the plain handling
 
-    def on_construct(self, sup: Supervisor, cell: Cell, instance: Actor) -> None:
+    def on_construct(self, sup: Group, cell: Cell, instance: Actor) -> None:
         """An instance was just built for ``cell``."""
 
-    async def on_activate(self, sup: Supervisor, cell: Cell, instance: Actor) -> None:
+    async def on_activate(self, sup: Group, cell: Cell, instance: Actor) -> None:
         """The instance has its context and is about to start."""
 
     def before_handler(self, instance: Actor) -> Callable[[], None] | None:  # noqa: ARG002 - for subclasses
         """What to run before each of the started instance's handler calls (None: nothing)."""
         return None
 
-    async def handle(self, sup: Supervisor, cell: Cell, works: list[Work]) -> bool:
+    async def handle(self, sup: Group, cell: Cell, works: list[Work]) -> bool:
         """Run ``works`` on the cell's actor (where `handles`); False when the cell takes no more."""
         raise NotImplementedError
 
-    async def on_deactivate(self, sup: Supervisor, cell: Cell, instance: Actor, *, save: bool) -> None:
+    async def on_deactivate(self, sup: Group, cell: Cell, instance: Actor, *, save: bool) -> None:
         """The instance stopped (``save``: normally; else after a failure, its changes dropped)."""
 
-    def on_exhausted(self, sup: Supervisor, cell: Cell, exc: Exception) -> bool:  # noqa: ARG002 - for subclasses
+    def on_exhausted(self, sup: Group, cell: Cell, exc: Exception) -> bool:  # noqa: ARG002 - for subclasses
         """An actor's restarts are spent on ``exc``: True if this hook took it over (no escalation)."""
         return False
