@@ -8,9 +8,9 @@ delivery (`Durability`), compute workers (`ComputeHooks`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from edabus._compute._hooks import ComputeHooks
 from edabus._compute._workers import ComputeWorker
@@ -26,7 +26,7 @@ from edabus._runtime._supervisor import DEFAULT_MAILBOX_SIZE, Overflow, Supervis
 if TYPE_CHECKING:
     from edabus._durability._store import StateStore
 
-__all__ = ["GroupSpec"]
+__all__ = ["GroupSpec", "Hosted", "keeps_state", "stores_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +116,32 @@ class GroupSpec:
         if self.kind == "singleton":
             return SingletonSupervisor(self.app, self.name, self.actor_cls, **common)  # type: ignore[arg-type]
         return PoolSupervisor(self.app, self.name, self.actor_cls, size=self.size, **common)  # type: ignore[arg-type]
+
+
+class Hosted(Protocol):
+    """What a node hosts: an `App` (its name, and its groups' declarations)."""
+
+    @property
+    def name(self) -> str:
+        """The app's name."""
+
+    @property
+    def groups(self) -> Sequence[GroupSpec]:
+        """The app's groups, in the order they were declared."""
+
+
+def keeps_state(sup: Supervisor) -> bool:
+    """Whether the group's actors keep stored state."""
+    durability = sup.hook(Durability)
+    return durability is not None and durability.state_type is not None
+
+
+def stores_of(supervisors: Iterable[Supervisor]) -> list[StateStore]:
+    """The state stores of these groups, each once (a node opens them before its actors start)."""
+    stores: list[StateStore] = []
+    for sup in supervisors:
+        durability = sup.hook(Durability)
+        store = durability.store if durability is not None else None
+        if store is not None and all(store is not known for known in stores):
+            stores.append(store)
+    return stores

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import msgspec
@@ -26,7 +26,6 @@ from edabus._cluster._proof import Heartbeat, Lease, check_unique, declare_ident
 from edabus._cluster._watch import MemberWatch, keep_leases, proven_members
 from edabus._compute._gpus import local_gpus
 from edabus._compute._hooks import gpus_first
-from edabus._durability._persistence import Durability
 from edabus._durability._store import close_stores
 from edabus._exceptions import ActorStopped, EdabusError
 from edabus._logging import get_logger
@@ -40,6 +39,7 @@ from edabus._transport._ingest import CONTROL, GroupIntake
 from edabus._transport._puller import Puller
 
 from ._control import CONTROL_KINDS, answer_control
+from ._group import Hosted, keeps_state, stores_of
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from edabus._runtime._supervisor import Supervisor
     from edabus._transport._bus import Bus
 
-    from ._group import GroupSpec
 
 __all__ = ["Node"]
 
@@ -63,20 +62,6 @@ DEFAULT_STOP_TIMEOUT = 5.0  # how long a stopping node lets taken-in messages fi
 # A group inbox holds arrivals (message type, envelope, query) and control items (CONTROL,
 # a callable, None: membership changes), in the order Zenoh delivered them.
 Arrival = tuple[Any, Any, zenoh.Query | None]
-
-
-class Hosted(Protocol):
-    """What a node hosts: an `App` (its name, and its groups' declarations)."""
-
-    @property
-    def name(self) -> str:
-        """The app's name."""
-        ...
-
-    @property
-    def groups(self) -> Sequence[GroupSpec]:
-        """The app's groups, in the order they were declared."""
-        ...
 
 
 class Node:
@@ -323,7 +308,7 @@ class Node:
                 control=self._control.push,
                 lease=self._leases[sup],
                 # A durable group reloads what the others wrote while this node was cut off.
-                on_rejoin=sup.refresh if _keeps_state(sup) else None,
+                on_rejoin=sup.refresh if keeps_state(sup) else None,
             )
             for sup, membership in self.memberships.items()
         ]
@@ -414,20 +399,3 @@ class Node:
         # and this runs once per node stop.
         while not self._idle():  # noqa: ASYNC110
             await anyio.sleep(0.005)
-
-
-def _keeps_state(sup: Supervisor) -> bool:
-    """Whether the group's actors keep stored state."""
-    durability = sup.hook(Durability)
-    return durability is not None and durability.state_type is not None
-
-
-def stores_of(supervisors: Iterable[Supervisor]) -> list[StateStore]:
-    """The state stores of these groups, each once (a node opens them before its actors start)."""
-    stores: list[StateStore] = []
-    for sup in supervisors:
-        durability = sup.hook(Durability)
-        store = durability.store if durability is not None else None
-        if store is not None and all(store is not known for known in stores):
-            stores.append(store)
-    return stores
