@@ -1,6 +1,7 @@
 """edabus: Python actors on an Eclipse Zenoh bus."""
 
 from ._compute._workers import ComputeWorker
+from ._durability._outbox_store import SQLiteOutbox
 from ._durability._postgres import PostgresStore
 from ._durability._sqlite import SQLiteStore
 from ._durability._store import MemoryStore, StateStore, Stored
@@ -18,6 +19,7 @@ from ._exceptions import (
     MailboxFull,
     NoRouteError,
     NotAttachedError,
+    OutboxInUseError,
     OutOfOrder,
     PayloadTooLarge,
     PublishTimeout,
@@ -75,12 +77,14 @@ __all__ = [
     "Node",
     "NotAttachedError",
     "OutOfOrder",
+    "OutboxInUseError",
     "PayloadTooLarge",
     "PostgresStore",
     "PublishTimeout",
     "RemoteError",
     "RequestTimeout",
     "RestartPolicy",
+    "SQLiteOutbox",
     "SQLiteStore",
     "SelfRequestError",
     "StaleStateError",

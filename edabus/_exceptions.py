@@ -46,6 +46,7 @@ __all__ = [
     "NoRouteError",
     "NotAttachedError",
     "OutOfOrder",
+    "OutboxInUseError",
     "PayloadTooLarge",
     "PublishTimeout",
     "RemoteError",
@@ -172,6 +173,10 @@ class StateStoreError(StateError):
 
 class OutOfOrder(EdabusError):
     """A reliable message arrived ahead of an earlier one of its sender and key; it was not handled."""
+
+
+class OutboxInUseError(EdabusError):
+    """Another bus holds this durable outbox (one bus at a time per outbox file)."""
 
 
 class Undelivered(EdabusError):

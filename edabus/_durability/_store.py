@@ -131,7 +131,7 @@ class Save:
 
 @dataclass(slots=True)
 class _Pending:
-    request: Load | Save
+    request: object
     done: anyio.Event
     result: Any = None
     error: BaseException | None = None
@@ -149,7 +149,7 @@ class StoreThread:
     def __init__(
         self,
         name: str,
-        run_batch: Callable[[list[Load | Save]], list[object]],
+        run_batch: Callable[[list[Any]], list[object]],
         on_exit: Callable[[], None] = lambda: None,
     ) -> None:
         self._name = name
@@ -171,7 +171,7 @@ class StoreThread:
             self._queue.put(None)
             await anyio.to_thread.run_sync(thread.join)
 
-    async def call(self, request: Load | Save) -> Any:
+    async def call(self, request: object) -> Any:
         """Queue ``request`` for the thread and wait for its result."""
         if self._thread is None:
             msg = f"{self._name} is not open"

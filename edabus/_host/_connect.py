@@ -15,7 +15,7 @@ from edabus._exceptions import BusClosedError
 from edabus._logging import get_logger
 from edabus._transport._bus import Bus
 from edabus._transport._config import make_config
-from edabus._transport._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED
+from edabus._transport._outbox import DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_UNACKED, OutboxStore
 
 __all__ = ["connect"]
 
@@ -35,6 +35,7 @@ async def connect(
     ack_timeout: float = DEFAULT_ACK_TIMEOUT,
     max_unacked: int = DEFAULT_MAX_UNACKED,
     routing: bool = True,
+    outbox: OutboxStore | None = None,
 ) -> AsyncIterator[Bus]:
     """Open a bus; with no arguments, the embedded default (a peer that needs no router).
 
@@ -54,6 +55,10 @@ async def connect(
             several (its plain key is used otherwise); False: always the plain key, for
             outside subscribers that must see every message there (docs/cluster.md).
             Either way, publishing is held back by the nodes' credit.
+        outbox: keep reliable messages in this store (`SQLiteOutbox`) until their
+            owners acknowledge them, so that they outlive this process: a bus opened
+            later on the same store sends again what was not acknowledged
+            (docs/durability.md). One bus at a time per store.
 
     """
     try:
@@ -61,6 +66,11 @@ async def connect(
     except zenoh.ZError as exc:
         msg = f"cannot open a Zenoh session ({exc})"
         raise BusClosedError(msg) from exc
+    try:
+        kept = await outbox.open() if outbox is not None else None  # OutboxInUseError: before anything runs
+    except BaseException:
+        session.close()
+        raise
     bus = Bus(
         session,
         node_id=node_id or uuid.uuid4().hex[:12],
@@ -79,6 +89,10 @@ async def connect(
             bus._router = router
             await router.start()
             tg.start_soon(router.run)
+            if outbox is not None and kept is not None:
+                resent = bus.outbox.restore(outbox, kept)
+                if resent:
+                    log.info("bus.outbox_restored", node=bus.node_id, resent=resent)
             log.debug("bus.opened", node=bus.node_id, mode=mode)
             try:
                 yield bus
@@ -87,3 +101,6 @@ async def connect(
                 tg.cancel_scope.cancel()
     finally:
         await bus.aclose()
+        if outbox is not None:
+            with anyio.CancelScope(shield=True):
+                await outbox.close()

@@ -12,6 +12,12 @@ applied, so each is applied once and in the order sent.
 
 An error from the handler itself is final: the message was handled (and
 dead-lettered by its owner); it is not sent again.
+
+With an `OutboxStore` (``edabus.connect(..., outbox=edabus.SQLiteOutbox(path))``)
+the outbox outlives its process: a message is written there before ``publish``
+returns and removed once its owner answered, and a bus that opens the same store
+sends again, in order, what a predecessor kept. It sends as the store's own
+sender id, with the store's numbering, so the owners drop what they had applied.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ import heapq
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import anyio
 import msgspec
@@ -40,7 +46,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
 
-__all__ = ["DEFAULT_ACK_TIMEOUT", "DEFAULT_MAX_UNACKED", "RETRYABLE", "Outbox"]
+__all__ = ["DEFAULT_ACK_TIMEOUT", "DEFAULT_MAX_UNACKED", "RETRYABLE", "Kept", "KeptMessage", "Outbox", "OutboxStore"]
 
 log = get_logger(__name__)
 
@@ -66,6 +72,44 @@ RETRYABLE = frozenset(
 _error_decoder = msgspec.msgpack.Decoder(ErrorReply)
 
 _ACK, _RETRY, _FAILED = 0, 1, 2
+
+
+class KeptMessage(NamedTuple):
+    """A reliable message in an `OutboxStore`: its key, number, payload, type name and trace."""
+
+    key: str
+    seq: int
+    payload: bytes
+    type_name: str
+    trace: str
+
+
+class Kept(NamedTuple):
+    """What an `OutboxStore` holds: its sender id, the highest number it gave, the messages not acknowledged."""
+
+    sender: str
+    high: int
+    messages: list[KeptMessage]
+
+
+class OutboxStore(Protocol):
+    """Where a bus keeps its reliable messages until their owners acknowledge them (`SQLiteOutbox`)."""
+
+    async def open(self) -> Kept:
+        """Get ready; what a predecessor left, in the order it sent it (by key, then number)."""
+        ...
+
+    async def add(self, message: KeptMessage, high: int) -> None:
+        """Keep ``message`` (and ``high``, the highest number given so far); durable on return."""
+        ...
+
+    async def remove(self, answered: Sequence[tuple[str, int]]) -> None:
+        """Their owners answered: forget these messages (by key and number)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish what was asked and release the store."""
+        ...
 
 
 @dataclass(slots=True)
@@ -114,6 +158,10 @@ class Outbox:
         self._sent = sent
         self._stopped = stopped
         self._tg = tg
+        self._store: OutboxStore | None = None  # `restore` sets it: kept through a crash
+        self._sender = ""  # the store's sender id, in place of the bus's
+        self._answered: list[tuple[str, int]] = []  # to forget in the store, in one write
+        self._answers = anyio.Event()
         self.ack_timeout = ack_timeout
         self.max_unacked = max_unacked
         self._lanes: OrderedDict[str, _Lane] = OrderedDict()
@@ -153,8 +201,30 @@ class Outbox:
         lane.pending[entry.seq] = entry
         self.unacked += 1
         self.sent += 1
+        if self._store is not None:  # durable before it leaves, and before publish returns
+            await self._store.add(KeptMessage(key, entry.seq, payload, type_name, trace), self._high)
         if not lane.retrying:
             self._transmit(lane, entry)
+
+    def restore(self, store: OutboxStore, kept: Kept) -> int:
+        """Keep messages in ``store`` (opened) from now on, and send again what it ``kept``; how many."""
+        self._store = store
+        self._tg.start_soon(self._forget_answered, store)
+        self._sender = kept.sender
+        self._high = max(self._high, kept.high)
+        lanes: list[_Lane] = []
+        for message in kept.messages:
+            lane = self._lanes.get(message.key)
+            if lane is None:
+                lane = self._lanes[message.key] = _Lane(message.key)
+                lanes.append(lane)
+            lane.pending[message.seq] = _Entry(message.seq, message.payload, message.type_name, message.trace)
+            self.unacked += 1
+        for lane in lanes:
+            # Above every number given, answered ones included: the owner may have applied a later one.
+            lane.next_seq = self._high + 1
+            self._resend(lane)
+        return len(kept.messages)
 
     async def wait_delivered(self, timeout: float) -> None:
         """Wait until every reliable message was acknowledged.
@@ -186,7 +256,8 @@ class Outbox:
             return
         entry.attempt += 1
         meta = self._meta(entry.type_name, entry.trace)
-        meta = Meta(meta.type, meta.id, meta.sender, meta.trace, meta.sent, entry.seq, next(iter(lane.pending)))
+        sender = self._sender or meta.sender
+        meta = Meta(meta.type, meta.id, sender, meta.trace, meta.sent, entry.seq, next(iter(lane.pending)))
         outcome = functools.partial(self._settled, lane, entry.seq, entry.attempt)
         done = False
         wake = self._waker
@@ -241,6 +312,9 @@ class Outbox:
             return
         del lane.pending[seq]
         self.unacked -= 1
+        if self._store is not None:
+            self._answered.append((lane.key, seq))
+            self._answers.set()
         lane.backoff = _RETRY_MIN_S
         if kind == _ACK:
             self.acked += 1
@@ -253,6 +327,18 @@ class Outbox:
         if self._empty is not None and not self.unacked:
             self._empty.set()
             self._empty = None
+
+    async def _forget_answered(self, store: OutboxStore) -> None:
+        """The durable outbox's task: forget what owners answered, a batch per write.
+
+        A message answered but not yet forgotten when the process dies is sent again
+        by the next bus on the store; its owner drops it as already applied.
+        """
+        while True:
+            await self._answers.wait()
+            self._answers = anyio.Event()
+            answered, self._answered = self._answered, []
+            await store.remove(answered)
 
     async def _resend_when_due(self) -> None:
         """The outbox's one task: resend each lane that failed, once its backoff has passed."""
