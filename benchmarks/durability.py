@@ -13,7 +13,9 @@ run a fresh SQLite file in a temporary directory.
   b. at most once to a persistent actor (`edabus.SQLiteStore`, save_every=1);
   c. ``reliable=True`` to a persistent actor, save_every=1;
   d. ``reliable=True`` to a persistent actor, save_every=100;
-  e. ``reliable=True`` to an actor without persistent state (acknowledged after the handler).
+  e. ``reliable=True`` to an actor without persistent state (acknowledged after the handler);
+  f. as c, from a bus with a durable outbox (`edabus.SQLiteOutbox`): each publish is
+     committed to the outbox file before it returns, and forgotten once acknowledged.
 
 - request latency: ``--requests`` sequential `Bus.request` round trips (after a
   warm-up) to a handler that adds to an in-memory balance, and to a persistent
@@ -124,6 +126,10 @@ class AckedDeposit(Deposit, key="bench/durable/acked/{account}/deposit", reliabl
     """(e) reliable, in-memory balance."""
 
 
+class OutboxDeposit(Deposit, key="bench/durable/outbox/{account}/deposit", reliable=True):
+    """(f) reliable, persistent balance, from a bus with a durable outbox."""
+
+
 class MemoryBump(Deposit, key="bench/durable/memory/{account}/bump"):
     """A request that adds to the in-memory balance and gets it back."""
 
@@ -195,6 +201,13 @@ class BatchedAccount(DurableAccount):
         Account.tally.hit()
 
 
+class OutboxAccount(DurableAccount):
+    @edabus.handler
+    async def deposit(self, msg: OutboxDeposit) -> None:
+        self.state.balance += msg.amount
+        Account.tally.hit()
+
+
 class AckedAccount(Account):
     @edabus.handler
     async def deposit(self, msg: AckedDeposit) -> None:
@@ -216,6 +229,7 @@ class ThroughputVariant:
     actor: type[Account]
     persistent: bool
     save_every: int = 1
+    durable_outbox: bool = False
 
     @property
     def reliable(self) -> bool:
@@ -237,6 +251,9 @@ THROUGHPUT_VARIANTS: tuple[ThroughputVariant, ...] = (
         "d", "reliable", "SQLite, save_every=100", BatchedDeposit, BatchedAccount, persistent=True, save_every=100
     ),
     ThroughputVariant("e", "reliable", "in memory", AckedDeposit, AckedAccount, persistent=False),
+    ThroughputVariant(
+        "f", "reliable", "SQLite, durable outbox", OutboxDeposit, OutboxAccount, persistent=True, durable_outbox=True
+    ),
 )
 
 
@@ -351,7 +368,8 @@ async def throughput_run(variant: ThroughputVariant, messages: int, directory: P
     app = variant.app(store)
     warmup, measured, expected = _deposits(variant, messages)
     tally = Account.reset()
-    async with edabus.connect() as bus, edabus.Node(bus, [app]) as node:
+    outbox = edabus.SQLiteOutbox(directory / f"{variant.label}-outbox.db") if variant.durable_outbox else None
+    async with edabus.connect(outbox=outbox) as bus, edabus.Node(bus, [app]) as node:
         durability = node.supervisor(variant.actor.__name__).hook(Durability)
         await _deliver(bus, warmup, tally, len(warmup), reliable=variant.reliable)
         await _wait_saved(durability, len(warmup))  # each warm-up deposit changes its account's state

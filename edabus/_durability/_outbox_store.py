@@ -104,6 +104,9 @@ class SQLiteOutbox:
         try:
             # Exclusive: the first write takes the lock and keeps it while the connection lives.
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            # WAL: a commit appends to the log, with no fsync unless durable (NORMAL keeps it
+            # through a crash of the process, as the state store does).
+            db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
