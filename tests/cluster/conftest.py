@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,3 +29,19 @@ def clusters(
     yield make
     for cluster in made:
         cluster.stop_all()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The node processes keep state in one SQLite file (several nodes, one host)."""
+    path = str(tmp_path / "vault.db")
+    monkeypatch.setenv("EDABUS_TEST_STORE", path)
+    return path
+
+
+@pytest.fixture
+def postgres_store(postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The node processes keep state in a table of its own on the test's PostgreSQL server."""
+    monkeypatch.setenv("EDABUS_TEST_STORE", postgres_dsn)
+    monkeypatch.setenv("EDABUS_TEST_TABLE", f"vault_{uuid.uuid4().hex[:12]}")
+    return postgres_dsn

@@ -11,7 +11,6 @@ nothing lost, nothing applied twice. Run with ``pytest -s`` to see the figures.
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -33,22 +32,6 @@ RATE = 2_000.0
 def anyio_backend() -> str:
     """One backend: the behaviour under test lives in the node processes."""
     return "asyncio"
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The node processes keep state in one SQLite file (several nodes, one host)."""
-    path = str(tmp_path / "vault.db")
-    monkeypatch.setenv("EDABUS_TEST_STORE", path)
-    return path
-
-
-@pytest.fixture
-def postgres_store(postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The node processes keep state in a table of its own on the test's PostgreSQL server."""
-    monkeypatch.setenv("EDABUS_TEST_STORE", postgres_dsn)
-    monkeypatch.setenv("EDABUS_TEST_TABLE", f"vault_{uuid.uuid4().hex[:12]}")
-    return postgres_dsn
 
 
 class Router:

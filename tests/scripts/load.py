@@ -1,11 +1,12 @@
 """Publish a stream to a cluster from a process of its own, then print what was sent as JSON.
 
-    python tests/scripts/load.py --connect EP --kind deposit|entry|job|vault --count N
+    python tests/scripts/load.py --connect EP --kind deposit|entry|job|vault|step --count N
         [--accounts M] [--rate MSGS_PER_S] [--times] [--progress K]
 
 Message ``i`` goes to account ``acct{i % M}``: a bank `Deposit` of 1, a ledger
-`Entry` with ``seq=i``, a pipeline `Job` with ``job_id=i``, or a reliable vault
-`Deposit` of 1 (the process then waits until every one is acknowledged, up to
+`Entry` with ``seq=i``, a pipeline `Job` with ``job_id=i``, a reliable vault
+`Deposit` of 1, or a reliable `Step` numbered 1, 2, 3... per account (for these
+two the process then waits until every one is acknowledged, up to
 ``--deliver-timeout``, and reports how many were not). The process waits
 for a live group of the target app before its first publish, paces itself at
 ``--rate`` (0: as fast as the bus allows), and closes its bus, which drains what
@@ -26,6 +27,7 @@ import edabus
 from examples.bank import Deposit
 from examples.pipeline import Job
 from tests.cluster.ledger_app import Entry
+from tests.cluster.ordered_app import Step
 from tests.cluster.vault_app import Deposit as VaultDeposit
 
 KINDS: dict[str, tuple[str, Callable[[int, int], edabus.Message]]] = {
@@ -33,7 +35,9 @@ KINDS: dict[str, tuple[str, Callable[[int, int], edabus.Message]]] = {
     "entry": ("ledger", lambda i, accounts: Entry(account=f"acct{i % accounts}", seq=i)),
     "job": ("pipeline", lambda i, _: Job(job_id=i, text="the quick brown fox")),
     "vault": ("vault", lambda i, accounts: VaultDeposit(account=f"acct{i % accounts}", amount=1)),
+    "step": ("ordered", lambda i, accounts: Step(account=f"acct{i % accounts}", n=i // accounts + 1)),
 }
+RELIABLE = {"vault", "step"}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -53,12 +57,12 @@ async def main(args: argparse.Namespace) -> None:
                 print(json.dumps({"progress": i + 1}), flush=True)  # noqa: T201 - for a test that waits on it
         elapsed = time.perf_counter() - started
         undelivered = 0
-        if args.kind == "vault":
+        if args.kind in RELIABLE:
             try:
                 await bus.wait_delivered(timeout=args.deliver_timeout)
             except edabus.Undelivered:
                 undelivered = bus.outbox.unacked
-        resent = bus.outbox.resent if args.kind == "vault" else 0
+        resent = bus.outbox.resent if args.kind in RELIABLE else 0
     report: dict[str, object] = {
         "undelivered": undelivered,
         "resent": resent,
