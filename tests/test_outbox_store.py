@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
+import zenoh
 
 import edabus
+from edabus._model._wire import Meta, decode_meta
 from edabus._transport._outbox import KeptMessage
+from examples.vault import Deposit
 
 
 def message(key: str, seq: int) -> KeptMessage:
@@ -52,3 +56,26 @@ async def test_one_bus_at_a_time(tmp_path: Path) -> None:
     second = edabus.SQLiteOutbox(tmp_path / "outbox.db")
     await second.open()  # free again once the first closed
     await second.close()
+
+
+async def test_a_restored_key_numbers_its_new_messages_above_everything_the_file_gave(tmp_path: Path) -> None:
+    """Seq 2 still kept, 3 and 4 answered and forgotten: the next deposit on the key is 5, not 3.
+
+    An owner that applied 4 would take a new 3 for a duplicate and drop it.
+    """
+    path = tmp_path / "outbox.db"
+    seeded = edabus.SQLiteOutbox(path)
+    sender = (await seeded.open()).sender
+    await seeded.add(KeptMessage("vault/a1/deposit", 2, msgspec.msgpack.encode({"amount": 1}), "Deposit", ""), 4)
+    await seeded.close()
+    heard: list[Meta] = []
+
+    def owner(query: zenoh.Query) -> None:  # acknowledges everything, noting what came
+        heard.append(decode_meta(query.attachment.to_bytes() if query.attachment else None))
+        query.reply(query.key_expr, b"")
+
+    async with edabus.connect(outbox=edabus.SQLiteOutbox(path)) as bus:
+        bus._session.declare_queryable("vault/*/deposit", owner)
+        await bus.publish(Deposit(account="a1", amount=1))
+        await bus.wait_delivered(timeout=10)
+    assert {(meta.sender, meta.seq) for meta in heard} == {(sender, 2), (sender, 5)}
