@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from edabus._exceptions import OutOfOrder, StaleStateError, StateError, StateStoreError, StateTooLarge
+from edabus._exceptions import EdabusError, OutOfOrder, StaleStateError, StateError, StateStoreError, StateTooLarge
 from edabus._logging import get_logger
 from edabus._runtime._hooks import GroupHooks
 from edabus._transport._replies import reply, reply_error
@@ -35,6 +35,7 @@ from edabus._transport._replies import reply, reply_error
 if TYPE_CHECKING:
     import zenoh
 
+    from edabus._model._message import Message
     from edabus._runtime._actor import Actor
     from edabus._runtime._cell import Cell, Work
     from edabus._runtime._hooks import Group
@@ -83,6 +84,8 @@ class _Kept:
     pending: bytes | None = None
     unsaved: int = 0
     deferred: list[tuple[zenoh.Query, Any]] | None = None  # made by the first held reply
+    held: list[tuple[Message, str | None]] | None = None  # reliable publishes of the handler running now
+    outgoing: list[tuple[Message, str | None]] | None = None  # of handlers that returned: sent after the save
 
 
 class Durability(GroupHooks):
@@ -141,10 +144,42 @@ class Durability(GroupHooks):
         await self.load(cell, instance, sup.state_key(cell))
 
     async def on_deactivate(self, sup: Group, cell: Cell, instance: Actor, *, save: bool) -> None:
-        """Save what changed (unless it stopped after a failure); the replies that still wait get their answer."""
+        """Save what changed (unless it stopped after a failure); the replies that still wait get their answer.
+
+        The reliable messages its handlers published go once their changes are saved;
+        with the changes dropped, they are dropped too.
+        """
+        error: Exception | None = None
         if save and self.needs_save(cell, instance):
-            await self.save(cell, sup.state_key(cell))
+            error = await self.save(cell, sup.state_key(cell))
         self.answer(cell, StateError(f"{sup.actor_cls.__name__}({cell.key!r}) stopped before saving"))
+        if save and error is None:
+            await self._send_outgoing(sup, cell)
+        else:
+            self._of(cell).outgoing = None
+
+    def on_publish(self, sup: Group, cell: Cell, msg: Message, key: str | None) -> bool:  # noqa: ARG002
+        """Keep a reliable message a handler publishes back until the state it follows is saved."""
+        if not msg.__edabus_reliable__ or self.store is None or self.state_type is None:
+            return False
+        kept = self._of(cell)
+        if kept.held is None:  # not from inside a handler (on_start, a task of its own): sent now
+            return False
+        kept.held.append((msg, key))
+        return True
+
+    async def _send_outgoing(self, sup: Group, cell: Cell) -> None:
+        """Send what the cell's handlers published, now that what they changed is saved."""
+        kept = self._of(cell)
+        outgoing, kept.outgoing = kept.outgoing, None
+        bus = sup.bus
+        for msg, key in outgoing or ():
+            if bus is None:
+                break
+            try:
+                await bus.publish(msg, key=key, backpressure=False)
+            except EdabusError as exc:  # the bus is closing: it was never sent
+                log.warning("actor.publish_failed", app=sup.app, group=sup.name, key=cell.key, error=repr(exc))
 
     async def load(self, cell: Cell, instance: Actor, key: str) -> None:
         """Give a new instance its saved state (or a fresh one) and the cell its window."""
@@ -238,7 +273,14 @@ class Durability(GroupHooks):
         assert instance is not None  # noqa: S101 - started before any message is handled
         todo = self.admit(cell, works)
         if todo:
-            results = await sup.call(cell, instance, todo)
+            kept = self._of(cell)
+            kept.held = []
+            try:
+                results = await sup.call(cell, instance, todo)
+            finally:
+                held, kept.held = kept.held, None
+            if held and not isinstance(results, Exception):  # a handler that raised publishes nothing
+                kept.outgoing = [*(kept.outgoing or ()), *held]
             if isinstance(results, Exception):
                 going_on = await sup.failures.failed(cell, instance, todo, results)
                 for work in todo:
@@ -253,12 +295,15 @@ class Durability(GroupHooks):
         """Save when due and answer what waited; a failed save stops the instance (reloaded next time)."""
         if not self.needs_save(cell, instance):
             self.answer(cell, None)  # nothing unsaved: the replies can go now
+            await self._send_outgoing(sup, cell)
             return True
         if not self.due(cell):
             return True
         error = await self.save(cell, sup.state_key(cell))
         if error is None:
+            await self._send_outgoing(sup, cell)
             return True
+        self._of(cell).outgoing = None  # the changes they followed are dropped
         log.warning(
             "actor.state_not_saved",
             app=sup.app,

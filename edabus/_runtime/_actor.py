@@ -81,6 +81,10 @@ class TimersOwner(Protocol):
         """Whether ``msg`` would go to this group's actor of ``key`` (and no other)."""
         ...
 
+    def holds(self, cell: Any, msg: Message, key: str | None) -> bool:
+        """Whether the group keeps ``msg``, published by the cell's actor, back (to send it later)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ActorContext:
@@ -146,8 +150,15 @@ class Actor:
         A ``reliable=True`` type is delivered at least once from here too: the bus keeps
         it until its owner acknowledges it. The handler never waits for credit or for
         acknowledgements: an actor waiting on its own group would wait for itself.
+
+        An actor with stored state publishes its reliable messages only once the
+        handler returned and the state it changed was saved: a handler that raises
+        (or whose save fails) publishes none of them (docs/durability.md).
         """
-        await self.context.bus.publish(msg, key=key, backpressure=False)
+        ctx = self.context
+        if ctx._owner.holds(ctx._cell, msg, key):  # noqa: SLF001 - the actor's own supervisor
+            return
+        await ctx.bus.publish(msg, key=key, backpressure=False)
 
     @overload
     async def request(self, msg: Message, *, timeout: float = ..., reply_type: type[_R]) -> _R: ...

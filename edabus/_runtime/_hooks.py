@@ -10,7 +10,9 @@ them, in their order, at fixed points of each activation:
 3. `before_handler`, once it started: a callable to run before each of its
    handler calls, or None (the first hook's that gives one);
 4. `handle`, in place of the plain handling of a message or a batch, for the
-   one hook whose `handles` is true (at most one per group);
+   one hook whose `handles` is true (at most one per group), and meanwhile
+   `on_publish` for each message its actor publishes (a hook may keep it back,
+   to send it later);
 5. `on_deactivate`, after `Actor.on_stop`, shielded from cancellation;
 6. `on_exhausted`, when an actor's restarts are spent, before it escalates:
    a hook that returns True took the failure over, and the actor restarts with
@@ -27,6 +29,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from edabus._model._message import Message
+    from edabus._transport._bus import Bus
 
     from ._actor import Actor
     from ._cell import Cell, Work
@@ -58,6 +63,11 @@ class Group(Protocol):
     @property
     def actor_cls(self) -> type[Actor]:
         """The group's actor class."""
+        ...
+
+    @property
+    def bus(self) -> Bus | None:
+        """The bus the group is attached to (None before)."""
         ...
 
     @property
@@ -98,6 +108,10 @@ class GroupHooks:
     async def handle(self, sup: Group, cell: Cell, works: list[Work]) -> bool:
         """Run ``works`` on the cell's actor (where `handles`); False when the cell takes no more."""
         raise NotImplementedError
+
+    def on_publish(self, sup: Group, cell: Cell, msg: Message, key: str | None) -> bool:  # noqa: ARG002
+        """The cell's actor publishes ``msg``: True if this hook keeps it back (and sends it later)."""
+        return False
 
     async def on_deactivate(self, sup: Group, cell: Cell, instance: Actor, *, save: bool) -> None:
         """The instance stopped (``save``: normally; else after a failure, its changes dropped)."""

@@ -113,6 +113,10 @@ class Supervisor:
         self.hooks = tuple(hooks)
         self._handling = handling[0] if handling else None
 
+    def holds(self, cell: Cell, msg: Message, key: str | None) -> bool:
+        """Whether one of the group's hooks keeps ``msg``, published by the cell's actor, back."""
+        return any(hook.on_publish(self, cell, msg, key) for hook in self.hooks)
+
     def hook(self, kind: type[H]) -> H | None:
         """The group's hook of type ``kind``, or None."""
         return next((hook for hook in self.hooks if isinstance(hook, kind)), None)
