@@ -14,7 +14,7 @@ live-actor queryable (``@edabus/node/<app>/<id>/actors``): which node holds whic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import anyio
 import msgspec
@@ -82,15 +82,14 @@ async def gather_status(bus: Bus, *, timeout: float, actors: bool = False) -> Cl
         if not bus._router.enabled:  # a bus that does not follow the tokens itself
             tokens.extend(await bus.live_tokens(member_key("*", "*"), timeout=timeout))
 
-    async def read(key: str, into: list[zenoh.Reply]) -> None:
-        into.extend(await bus.query(key, timeout=timeout))
+    async def read(key_of: Callable[[str], str], into: list[zenoh.Reply]) -> None:
+        into.extend(await bus._ask_each_app(key_of, timeout))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_tokens)
-        for app in bus._router.apps():  # per app: a closed bus refuses a question about every app at once
-            tg.start_soon(read, stats_key(app, "*"), replies)
-            if actors:
-                tg.start_soon(read, actors_key(app, "*"), actor_replies)
+        tg.start_soon(read, lambda app: stats_key(app, "*"), replies)
+        if actors:
+            tg.start_soon(read, lambda app: actors_key(app, "*"), actor_replies)
     if bus._router.enabled:
         followed = bus._router.members()
         members = {f"{app}/{group}": tuple(nodes) for (app, group), nodes in sorted(followed.items()) if nodes}

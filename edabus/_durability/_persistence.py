@@ -121,6 +121,7 @@ class Durability(GroupHooks):
         self.state_type = state_type
         self.max_state_size = max_state_size
         self.save_every = save_every
+        self._holds = store is not None and state_type is not None  # reliable publishes wait for the save
         self.saves = 0
         self.duplicates = 0
         self.stale = 0
@@ -160,7 +161,7 @@ class Durability(GroupHooks):
 
     def on_publish(self, sup: Group, cell: Cell, msg: Message, key: str | None) -> bool:  # noqa: ARG002
         """Keep a reliable message a handler publishes back until the state it follows is saved."""
-        if not msg.__edabus_reliable__ or self.store is None or self.state_type is None:
+        if not self._holds or not msg.__edabus_reliable__:
             return False
         kept = self._of(cell)
         if kept.held is None:  # not from inside a handler (on_start, a task of its own): sent now
@@ -170,6 +171,8 @@ class Durability(GroupHooks):
 
     async def _send_outgoing(self, sup: Group, cell: Cell) -> None:
         """Send what the cell's handlers published, now that what they changed is saved."""
+        if not self._holds:
+            return
         kept = self._of(cell)
         outgoing, kept.outgoing = kept.outgoing, None
         bus = sup.bus
@@ -273,14 +276,7 @@ class Durability(GroupHooks):
         assert instance is not None  # noqa: S101 - started before any message is handled
         todo = self.admit(cell, works)
         if todo:
-            kept = self._of(cell)
-            kept.held = []
-            try:
-                results = await sup.call(cell, instance, todo)
-            finally:
-                held, kept.held = kept.held, None
-            if held and not isinstance(results, Exception):  # a handler that raised publishes nothing
-                kept.outgoing = [*(kept.outgoing or ()), *held]
+            results = await self._call_holding(sup, cell, instance, todo)
             if isinstance(results, Exception):
                 going_on = await sup.failures.failed(cell, instance, todo, results)
                 for work in todo:
@@ -290,6 +286,20 @@ class Durability(GroupHooks):
             for work, result in zip(todo, results, strict=True):
                 self.defer(cell, work, result)
         return await self._save_due(sup, cell, instance)
+
+    async def _call_holding(self, sup: Group, cell: Cell, instance: Actor, todo: list[Work]) -> list[Any] | Exception:
+        """Run the handler, holding back the reliable messages it publishes until its state is saved."""
+        if not self._holds:
+            return await sup.call(cell, instance, todo)
+        kept = self._of(cell)
+        kept.held = []
+        try:
+            results = await sup.call(cell, instance, todo)
+        finally:
+            held, kept.held = kept.held, None
+        if held and not isinstance(results, Exception):  # a handler that raised publishes nothing
+            kept.outgoing = [*(kept.outgoing or ()), *held]
+        return results
 
     async def _save_due(self, sup: Group, cell: Cell, instance: Actor) -> bool:
         """Save when due and answer what waited; a failed save stops the instance (reloaded next time)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
@@ -385,10 +385,23 @@ class Bus:
         only after that data (docs/wire-format.md, "Start-up and close").
         """
         self._check_open()
-        replies = []
-        for app in self._router.apps():  # per app: a closed bus refuses a question about every app at once
-            replies += await self.query(barrier_key(app, "*"), timeout=timeout or self.drain_timeout)
+        replies = await self._ask_each_app(lambda app: barrier_key(app, "*"), timeout or self.drain_timeout)
         return all(r.ok is not None for r in replies)
+
+    async def _ask_each_app(self, key_of: Callable[[str], str], timeout: float) -> list[zenoh.Reply]:
+        """Query ``key_of(app)`` for every app with a live member, concurrently; every reply.
+
+        Per app: a closed bus refuses a question about every app at once (``*``), with no reply.
+        """
+        replies: list[zenoh.Reply] = []
+
+        async def ask(app: str) -> None:
+            replies.extend(await self.query(key_of(app), timeout=timeout))
+
+        async with anyio.create_task_group() as tg:
+            for app in self._router.apps():
+                tg.start_soon(ask, app)
+        return replies
 
     async def aclose(self) -> None:
         """Drain what this bus published, then close the session. Idempotent."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -61,18 +62,27 @@ class Router:
             self.processes.stop(self.proc)
 
 
-@pytest.fixture
-def vault(processes: Processes, tmp_path: Path) -> Iterator[tuple[Router, Cluster]]:
-    """A router and a cluster of vault nodes (not started yet); nodes stop before the router."""
+@contextmanager
+def router_and_cluster(
+    processes: Processes, tmp_path: Path, target: str, app: str, group: str
+) -> Iterator[tuple[Router, Cluster]]:
+    """A restartable router and a cluster of ``app``'s nodes (not started yet); nodes stop before the router."""
     router = Router(processes)
     router.start()
-    cluster = Cluster(processes, tmp_path, target="tests.cluster.vault_app:app", app="vault", groups=("Vault",))
+    cluster = Cluster(processes, tmp_path, target=target, app=app, groups=(group,))
     try:
         yield router, cluster
     finally:
         cluster.stop_all()
         if router.proc is not None:
             processes.stop(router.proc)
+
+
+@pytest.fixture
+def vault(processes: Processes, tmp_path: Path) -> Iterator[tuple[Router, Cluster]]:
+    """A router and a cluster of vault nodes (not started yet)."""
+    with router_and_cluster(processes, tmp_path, "tests.cluster.vault_app:app", "vault", "Vault") as made:
+        yield made
 
 
 async def holdings(endpoint: str) -> list[Holdings]:

@@ -17,7 +17,7 @@ import pytest
 import edabus
 from tests.cluster._nodes import Cluster, load_report, start_load, wait_sent
 from tests.cluster.ordered_app import GetOrder, Order
-from tests.cluster.test_durability import Router
+from tests.cluster.test_durability import Router, router_and_cluster
 from tests.conftest import Processes
 
 ACCOUNTS = 100
@@ -36,16 +36,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def ordered(processes: Processes, tmp_path: Path) -> Iterator[tuple[Router, Cluster]]:
-    """A router and a cluster of ordered-app nodes (not started yet); nodes stop before the router."""
-    router = Router(processes)
-    router.start()
-    cluster = Cluster(processes, tmp_path, target="tests.cluster.ordered_app:app", app="ordered", groups=("Steps",))
-    try:
-        yield router, cluster
-    finally:
-        cluster.stop_all()
-        if router.proc is not None:
-            processes.stop(router.proc)
+    """A router and a cluster of ordered-app nodes (not started yet)."""
+    with router_and_cluster(processes, tmp_path, "tests.cluster.ordered_app:app", "ordered", "Steps") as made:
+        yield made
 
 
 async def orders(endpoint: str) -> dict[str, Order]:
